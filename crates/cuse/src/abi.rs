@@ -108,8 +108,11 @@ wire_struct!(fuse_poll_in, 24, { fh: u64, kh: u64, flags: u32, events: u32 });
 wire_struct!(fuse_poll_out, 8, { revents: u32, padding: u32 });
 wire_struct!(fuse_notify_poll_wakeup_out, 8, { kh: u64 });
 
+/// (field name, byte offset) pairs of a struct.
+pub type Fields = &'static [(&'static str, usize)];
+
 /// Every wire struct with its size and fields, for the layout test.
-pub const ALL_STRUCTS: &[(&str, usize, &[(&str, usize)])] = &[
+pub const ALL_STRUCTS: &[(&str, usize, Fields)] = &[
     ("fuse_in_header", 40, fuse_in_header::FIELDS),
     ("fuse_out_header", 16, fuse_out_header::FIELDS),
     ("cuse_init_in", 16, cuse_init_in::FIELDS),

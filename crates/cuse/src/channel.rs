@@ -14,7 +14,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
 
 use crate::memory::{ClientMemory, ProcessMemory};
-use crate::session::{RecvError, Transport};
+use crate::session::{DeviceInfo, RecvError, Transport};
 
 pub const DEV_CUSE: &str = "/dev/cuse";
 
@@ -94,6 +94,30 @@ impl DevCuse {
     }
 }
 
+/// Character majors reserved for local/experimental use (Documentation/admin-guide/devices.txt)
+/// that the kernel never hands out dynamically.
+pub const LOCAL_MAJORS: [u32; 12] = [60, 61, 62, 63, 120, 121, 122, 123, 124, 125, 126, 127];
+
+/// The character majors in use, from /proc/devices.
+pub fn majors_in_use() -> Vec<u32> {
+    let Ok(s) = std::fs::read_to_string("/proc/devices") else {
+        return Vec::new();
+    };
+    s.lines()
+        .skip_while(|l| !l.starts_with("Character devices"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// A free local/experimental major for all of the daemon's nodes, so hundreds of nodes share one
+/// major instead of using up the ~150 dynamic ones. None when all are taken.
+pub fn pick_local_major() -> Option<u32> {
+    let used = majors_in_use();
+    LOCAL_MAJORS.into_iter().find(|m| !used.contains(m))
+}
+
 /// Reads "MAJ:MIN" from sysfs for a CUSE device (`/` in DEVNAME becomes `!` there).
 pub fn sysfs_devt(name: &str) -> Option<(u32, u32)> {
     let p = format!("/sys/class/cuse/{}/dev", name.replace('/', "!"));
@@ -153,8 +177,32 @@ impl Transport for DevCuse {
         Ok(Arc::new(ProcessMemory::new(pid)?))
     }
 
-    fn registered(&self, name: &str) {
-        *self.devt.lock() = sysfs_devt(name);
+    fn registered(&self, info: &DeviceInfo) -> bool {
+        // A refused CUSE_INIT reply aborts the connection: the channel then polls POLLERR.
+        let aborted = {
+            let guard = self.fd.read();
+            let Some(fd) = guard.as_ref() else {
+                return false;
+            };
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut fds, PollTimeout::ZERO);
+            fds[0].revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
+            })
+        };
+        let devt = sysfs_devt(&info.name);
+        let ok = !aborted
+            && match devt {
+                Some((maj, min)) if info.dev_major != 0 => {
+                    (maj, min) == (info.dev_major, info.dev_minor)
+                }
+                Some(_) => true,
+                None => false,
+            };
+        if ok {
+            *self.devt.lock() = devt;
+        }
+        ok
     }
 
     fn hide(&self, name: &str) {

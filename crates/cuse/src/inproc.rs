@@ -333,6 +333,10 @@ impl Transport for InProcKernel {
         Ok(Arc::new(self.0.memory.clone()))
     }
 
+    fn registered(&self, _info: &crate::session::DeviceInfo) -> bool {
+        self.0.st.lock().devname.is_some()
+    }
+
     fn hide(&self, _name: &str) {
         self.0.st.lock().hidden = true;
     }

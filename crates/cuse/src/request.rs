@@ -36,13 +36,11 @@ pub enum Operation<'a> {
 }
 
 fn body<T: FromBytes + Copy>(opcode: u32, b: &[u8]) -> Result<(T, &[u8]), ParseError> {
-    T::read_from_prefix(b)
-        .map(|(v, rest)| (v, rest))
-        .map_err(|_| ParseError::ShortBody {
-            opcode,
-            got: b.len(),
-            need: core::mem::size_of::<T>(),
-        })
+    T::read_from_prefix(b).map_err(|_| ParseError::ShortBody {
+        opcode,
+        got: b.len(),
+        need: core::mem::size_of::<T>(),
+    })
 }
 
 /// Parses one whole request as read from `/dev/cuse`.

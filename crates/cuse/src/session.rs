@@ -37,8 +37,11 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, msg: &[IoSlice<'_>]) -> std::io::Result<()>;
     /// Access to a client's memory for payloads larger than an ioctl round.
     fn client_memory(&self, pid: u32) -> Result<Arc<dyn ClientMemory>, Errno>;
-    /// Called once the CUSE_INIT reply was written: the node now exists.
-    fn registered(&self, _name: &str) {}
+    /// Called once the CUSE_INIT reply was written (for `info`). True when the kernel accepted
+    /// it and the node exists; false when it refused (name or device number taken).
+    fn registered(&self, _info: &DeviceInfo) -> bool {
+        true
+    }
     /// Hides the node from new opens (removes the /dev entry) while open handles stay served.
     fn hide(&self, _name: &str) {}
     /// Closes the connection: the kernel unregisters the device. `receive` returns `Closed`.
@@ -371,7 +374,10 @@ impl<D: Device> Session<D> {
             state: Mutex::new(State::default()),
             closed: AtomicBool::new(false),
         });
-        transport.registered(&info.name);
+        if !transport.registered(info) {
+            transport.close();
+            return Err(SessionError::Refused);
+        }
         tracing::debug!(node = %info.name, kernel_minor = init.minor, "CUSE device registered");
         Ok(Self {
             shared,

@@ -1,0 +1,269 @@
+//! The control plane: newline-delimited JSON over a Unix socket (default
+//! /run/mcemu/control.sock). One request per line, one response per line:
+//!
+//! ```text
+//! → {"cmd":"status"}
+//! ← {"ok":true,"status":{"board":"beagleboard-xm","ready":true,"nodes":[...]}}
+//! ← {"ok":false,"error":"unknown command \"foo\""}
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_SOCKET: &str = "/run/mcemu/control.sock";
+/// Longest request line accepted.
+const MAX_LINE: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub path: String,
+    pub kind: String,
+    pub registered: bool,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    pub open_handles: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    pub board: String,
+    /// Every node is registered.
+    pub ready: bool,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    fn error(msg: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            status: None,
+            error: Some(msg.into()),
+        }
+    }
+}
+
+/// What the control server asks of the daemon.
+pub trait Control: Send + Sync + 'static {
+    fn status(&self) -> Status;
+}
+
+/// Answers one request line.
+pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
+    let v: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return Response::error(format!("malformed request: {e}")),
+    };
+    match serde_json::from_value::<Request>(v.clone()) {
+        Ok(Request::Status) => Response {
+            ok: true,
+            status: Some(ctl.status()),
+            error: None,
+        },
+        Err(_) => match v.get("cmd").and_then(|c| c.as_str()) {
+            Some(c) => Response::error(format!("unknown command {c:?} (known: status)")),
+            None => Response::error("request has no \"cmd\" string"),
+        },
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("creating {0}")]
+    Dir(PathBuf, #[source] std::io::Error),
+    #[error("another mcemu daemon is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("binding {0}")]
+    Bind(PathBuf, #[source] std::io::Error),
+}
+
+/// Binds the socket (root-only: 0600) and serves requests on a background thread.
+pub fn serve(path: &Path, ctl: Arc<dyn Control>) -> Result<(), ServerError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ServerError::Dir(dir.to_owned(), e))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ServerError::InUse(path.to_owned()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path).map_err(|e| ServerError::Bind(path.to_owned(), e))?;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let ctl = ctl.clone();
+                std::thread::spawn(move || serve_conn(conn, &*ctl));
+            }
+        })
+        .expect("spawning the control thread");
+    Ok(())
+}
+
+fn serve_conn(conn: UnixStream, ctl: &dyn Control) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        match (&mut reader).take(MAX_LINE).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let resp = if !line.ends_with('\n') && line.len() as u64 >= MAX_LINE {
+            Response::error(format!("request longer than {MAX_LINE} bytes"))
+        } else {
+            handle_line(ctl, line.trim())
+        };
+        let mut s = serde_json::to_string(&resp).unwrap_or_else(|_| "{\"ok\":false}".into());
+        s.push('\n');
+        if out.write_all(s.as_bytes()).is_err()
+            || resp
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("request longer"))
+        {
+            return;
+        }
+    }
+}
+
+/// Sends one request and reads the response.
+pub fn request(path: &Path, req: &Request) -> Result<Response, String> {
+    let mut conn = UnixStream::connect(path)
+        .map_err(|e| format!("cannot reach the daemon at {}: {e}", path.display()))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    conn.write_all(line.as_bytes())
+        .map_err(|e| format!("sending to the daemon: {e}"))?;
+    let mut resp = String::new();
+    BufReader::new(conn)
+        .take(16 << 20)
+        .read_line(&mut resp)
+        .map_err(|e| format!("reading the daemon's answer: {e}"))?;
+    serde_json::from_str(&resp).map_err(|e| format!("malformed answer from the daemon: {e}"))
+}
+
+/// `mcemu ctl status [--wait S]`: returns the exit code.
+pub fn status_command(path: &Path, wait: Option<f64>) -> i32 {
+    let deadline = wait.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    loop {
+        let (done, code, msg) = match request(path, &Request::Status) {
+            Ok(Response {
+                ok: true,
+                status: Some(st),
+                ..
+            }) => {
+                let ready = st.ready;
+                let json = serde_json::to_string_pretty(&st).unwrap_or_default();
+                (
+                    ready || wait.is_none(),
+                    if ready || wait.is_none() { 0 } else { 1 },
+                    json,
+                )
+            }
+            Ok(r) => (
+                true,
+                1,
+                r.error
+                    .unwrap_or_else(|| "the daemon refused the request".into()),
+            ),
+            Err(e) => (false, 2, e),
+        };
+        let timed_out = deadline.is_none_or(|d| Instant::now() >= d);
+        if done || timed_out {
+            if code == 0 {
+                println!("{msg}");
+            } else if timed_out && wait.is_some() {
+                eprintln!("mcemu ctl: not ready after {}s: {msg}", wait.unwrap_or(0.0));
+            } else {
+                eprintln!("mcemu ctl: {msg}");
+            }
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(bool);
+    impl Control for Fixed {
+        fn status(&self) -> Status {
+            Status {
+                board: "n900".into(),
+                ready: self.0,
+                nodes: vec![],
+            }
+        }
+    }
+
+    #[test]
+    fn bad_requests_get_messages_not_panics() {
+        let c = Fixed(true);
+        assert!(handle_line(&c, "{\"cmd\":\"status\"}").ok);
+        let r = handle_line(&c, "{\"cmd\":\"frobnicate\"}");
+        assert!(!r.ok && r.error.unwrap().contains("unknown command \"frobnicate\""));
+        assert!(handle_line(&c, "not json")
+            .error
+            .unwrap()
+            .starts_with("malformed request"));
+        assert!(handle_line(&c, "{}").error.unwrap().contains("no \"cmd\""));
+        assert!(handle_line(&c, "[1,2]").error.is_some());
+    }
+
+    #[test]
+    fn socket_round_trip_and_wait() {
+        let dir = std::env::temp_dir().join(format!("mcemu-ctl-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        serve(&path, Arc::new(Fixed(true))).unwrap();
+        let r = request(&path, &Request::Status).unwrap();
+        assert_eq!(r.status.unwrap().board, "n900");
+        assert_eq!(status_command(&path, Some(1.0)), 0);
+        // A second daemon on the same socket is refused.
+        assert!(matches!(
+            serve(&path, Arc::new(Fixed(true))),
+            Err(ServerError::InUse(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wait_times_out_when_not_ready_or_absent() {
+        let dir = std::env::temp_dir().join(format!("mcemu-ctl-nr-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        assert_eq!(status_command(&path, Some(0.3)), 2, "no daemon");
+        serve(&path, Arc::new(Fixed(false))).unwrap();
+        assert_eq!(status_command(&path, Some(0.3)), 1, "never ready");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
