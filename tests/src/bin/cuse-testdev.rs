@@ -23,6 +23,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let name = std::env::args().nth(1).unwrap_or_else(|| "cusetest".into());
     if !ensure_cuse_loaded() {
