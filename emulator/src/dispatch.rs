@@ -17,31 +17,21 @@ where
     F: FnOnce(T) -> Result<(i32, T), Errno>,
 {
     let req = *round.request();
-    let size = core::mem::size_of::<T>();
-    debug_assert_eq!(ioc_size(req.cmd), size);
+    debug_assert_eq!(ioc_size(req.cmd), core::mem::size_of::<T>());
     let dir = ioc_dir(req.cmd);
     let input = if dir & IOC_WRITE != 0 {
-        match round.input(req.arg, size) {
-            Ok(Some(b)) => Some(b),
-            Ok(None) => None,
+        match round.input_struct::<T>(req.arg) {
+            Ok(v) => v,
             Err(e) => return reply.error(e),
         }
     } else {
-        Some(Default::default())
+        Some(T::new_zeroed())
     };
     if dir & IOC_READ != 0 {
-        round.output(req.arg, size);
+        round.output(req.arg, core::mem::size_of::<T>());
     }
-    let Some(input) = input.filter(|_| round.is_complete()) else {
+    let Some(value) = input.filter(|_| round.is_complete()) else {
         return reply.retry_round(round);
-    };
-    let value = if dir & IOC_WRITE != 0 {
-        match T::read_from_bytes(&input) {
-            Ok(v) => v,
-            Err(_) => return reply.error(Errno::EFAULT),
-        }
-    } else {
-        T::new_zeroed()
     };
     match f(value) {
         Ok((ret, out)) if dir & IOC_READ != 0 => reply.finish(round, Ok(ret), &[out.as_bytes()]),

@@ -471,7 +471,13 @@ impl InProcFile {
 
     /// ioctl(2) with `arg` an address in [`InProcKernel::memory`] (or a plain value).
     pub fn ioctl(&self, cmd: u32, arg: u64) -> Result<i32, Errno> {
-        ioctl_impl(&self.k, self.fh, cmd, arg, None)
+        ioctl_impl(&self.k, self.fh, cmd, arg, FUSE_IOCTL_UNRESTRICTED, None)
+    }
+
+    /// ioctl(2) from a 32-bit process (`.compat_ioctl`).
+    pub fn ioctl_compat(&self, cmd: u32, arg: u64) -> Result<i32, Errno> {
+        let flags = FUSE_IOCTL_UNRESTRICTED | FUSE_IOCTL_COMPAT | FUSE_IOCTL_32BIT;
+        ioctl_impl(&self.k, self.fh, cmd, arg, flags, None)
     }
 
     /// ioctl(2) on another thread, so the test can signal it.
@@ -479,7 +485,9 @@ impl InProcFile {
         let (k, fh) = (self.k.clone(), self.fh);
         let current = Arc::new(AtomicU64::new(0));
         let c = current.clone();
-        let handle = std::thread::spawn(move || ioctl_impl(&k, fh, cmd, arg, Some(&c)));
+        let handle = std::thread::spawn(move || {
+            ioctl_impl(&k, fh, cmd, arg, FUSE_IOCTL_UNRESTRICTED, Some(&c))
+        });
         InFlight {
             k: self.k.clone(),
             current,
@@ -600,6 +608,7 @@ fn ioctl_impl(
     fh: u64,
     cmd: u32,
     arg: u64,
+    flags: u32,
     cur: Option<&AtomicU64>,
 ) -> Result<i32, Errno> {
     let limit = FUSE_DEFAULT_MAX_PAGES * 4096;
@@ -618,7 +627,7 @@ fn ioctl_impl(
         }
         let io = fuse_ioctl_in {
             fh,
-            flags: FUSE_IOCTL_UNRESTRICTED,
+            flags,
             cmd,
             arg,
             in_size: in_size as u32,

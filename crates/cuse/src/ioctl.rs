@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use nix::errno::Errno;
+use zerocopy::FromBytes;
 
 use crate::abi::{fuse_ioctl_iovec, FUSE_DEFAULT_MAX_PAGES, FUSE_IOCTL_MAX_IOV};
 use crate::memory::ClientMemory;
@@ -118,6 +119,21 @@ impl<'a> IoctlRound<'a> {
             return Ok(None);
         }
         Ok(Some(Cow::Borrowed(&self.req.in_data[start..start + len])))
+    }
+
+    /// [`input`](Self::input) of one `T` at `addr`, decoded.
+    pub fn input_struct<T: FromBytes>(&mut self, addr: u64) -> Result<Option<T>, Errno> {
+        Ok(self
+            .input(addr, core::mem::size_of::<T>())?
+            .map(|b| T::read_from_bytes(&b).expect("input() returns exactly the declared size")))
+    }
+
+    /// The usual `_IOWR` argument: one `T` at `addr`, read and written back. `Ok(None)` means
+    /// the handler answers with a RETRY ([`ReplyIoctl::retry_round`](crate::ReplyIoctl::retry_round)).
+    pub fn inout_struct<T: FromBytes>(&mut self, addr: u64) -> Result<Option<T>, Errno> {
+        let v = self.input_struct(addr)?;
+        self.output(addr, core::mem::size_of::<T>());
+        Ok(v)
     }
 
     /// Declares that the ioctl writes `len` bytes at client address `addr`.

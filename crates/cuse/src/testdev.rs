@@ -115,19 +115,10 @@ impl LoopbackDevice {
     }
 
     fn add(round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
-        let arg = round.request().arg;
-        let size = core::mem::size_of::<TestAdd>();
-        let input = match round.input(arg, size) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                round.output(arg, size);
-                return reply.retry_round(round);
-            }
+        let mut v: TestAdd = match round.inout_struct(round.request().arg) {
+            Ok(Some(v)) => v,
+            Ok(None) => return reply.retry_round(round),
             Err(e) => return reply.error(e),
-        };
-        round.output(arg, size);
-        let Ok(mut v) = TestAdd::read_from_bytes(&input) else {
-            return reply.error(Errno::EINVAL);
         };
         v.sum = v.a.wrapping_add(v.b);
         reply.finish(round, Ok(0), &[v.as_bytes()]);
@@ -135,17 +126,10 @@ impl LoopbackDevice {
 
     fn sum(round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
         let arg = round.request().arg;
-        let size = core::mem::size_of::<TestSum>();
-        let input = match round.input(arg, size) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                round.output(arg, size);
-                return reply.retry_round(round);
-            }
+        let mut s: TestSum = match round.inout_struct(arg) {
+            Ok(Some(s)) => s,
+            Ok(None) => return reply.retry_round(round),
             Err(e) => return reply.error(e),
-        };
-        let Ok(mut s) = TestSum::read_from_bytes(&input) else {
-            return reply.error(Errno::EINVAL);
         };
         if s.count > TEST_SUM_MAX {
             return reply.error(Errno::EINVAL);
@@ -155,7 +139,6 @@ impl LoopbackDevice {
             Ok(v) => v,
             Err(e) => return reply.error(e),
         };
-        round.output(arg, size);
         round.output(s.values, bytes);
         let Some(values) = values.filter(|_| round.is_complete()) else {
             return reply.retry_round(round);

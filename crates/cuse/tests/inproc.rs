@@ -73,6 +73,53 @@ fn sum_case(k: &InProcKernel, f: &cuse::inproc::InProcFile, n: u32, base: u64) {
 }
 
 #[test]
+fn compat_ioctls_are_refused_with_enotty() {
+    let (k, _h, _t) = serve(LoopbackDevice::new());
+    let f = k.open(libc::O_RDWR).unwrap();
+    k.memory()
+        .map(0x1000, TestAdd { a: 1, b: 2, sum: 0 }.as_bytes().to_vec());
+    assert_eq!(f.ioctl_compat(TEST_ADD, 0x1000), Err(Errno::ENOTTY));
+    assert_eq!(
+        f.ioctl(TEST_ADD, 0x1000),
+        Ok(0),
+        "64-bit callers still served"
+    );
+}
+
+/// A tiny deterministic generator, so the robustness tests need no extra crate.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn hostile_bytes_never_panic_the_decoder_or_the_dispatcher() {
+    let k = InProcKernel::new();
+    let session = Session::start(
+        k.transport(),
+        &DeviceInfo::new("fuzz"),
+        LoopbackDevice::new(),
+    )
+    .unwrap();
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..20_000 {
+        let len = (xorshift(&mut s) % 200) as usize;
+        let mut buf: Vec<u8> = (0..len).map(|_| xorshift(&mut s) as u8).collect();
+        if len >= 8 && i % 2 == 0 {
+            // Half the cases have a consistent length and a real opcode, to get past the header.
+            buf[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+            let ops = [14u32, 15, 16, 18, 36, 39, 40, 4096, 25];
+            let op = ops[(xorshift(&mut s) % ops.len() as u64) as usize];
+            buf[4..8].copy_from_slice(&op.to_ne_bytes());
+        }
+        let _ = cuse::request::parse(&buf);
+        session.dispatch(&buf);
+    }
+}
+
+#[test]
 fn pointer_carrying_ioctl_takes_three_rounds() {
     let (k, _h, _t) = serve(LoopbackDevice::new());
     let f = k.open(libc::O_RDWR).unwrap();
