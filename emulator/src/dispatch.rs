@@ -3,9 +3,11 @@
 //! handler's `Result` becomes an ioctl return value.
 
 use cuse::{Errno, IoctlRound, ReplyIoctl};
-use ioctl_abi::media::MEDIA_IOC_DEVICE_INFO;
+use ioctl_abi::media::*;
+use ioctl_abi::subdev::{v4l2_subdev_capability, VIDIOC_SUBDEV_QUERYCAP};
+use ioctl_abi::videodev2::{v4l2_capability, VIDIOC_QUERYCAP};
 use ioctl_abi::{ioc_dir, ioc_size, IOC_READ, IOC_WRITE};
-use media_graph::MediaIoctls;
+use media_graph::{MediaIoctls, SubdevIoctls, VideoIoctls};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// A fixed-size ioctl whose argument is one `T` at `arg`: copied in if the command has
@@ -44,8 +46,151 @@ where
 /// `/dev/mediaN`.
 pub fn media(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     match round.request().cmd {
-        MEDIA_IOC_DEVICE_INFO => fixed(round, reply, |_: ioctl_abi::media::media_device_info| {
+        MEDIA_IOC_DEVICE_INFO => fixed(round, reply, |_: media_device_info| {
             dev.device_info().map(|i| (0, i))
+        }),
+        MEDIA_IOC_ENUM_ENTITIES => fixed(round, reply, |d: media_entity_desc| {
+            dev.enum_entities(d).map(|e| (0, e))
+        }),
+        MEDIA_IOC_SETUP_LINK => fixed(round, reply, |d: media_link_desc| {
+            dev.setup_link(d).map(|d| (0, d))
+        }),
+        MEDIA_IOC_ENUM_LINKS => enum_links(dev, round, reply),
+        MEDIA_IOC_G_TOPOLOGY => g_topology(dev, round, reply),
+        _ => reply.error(Errno::ENOTTY),
+    }
+}
+
+/// MEDIA_IOC_ENUM_LINKS: the struct (round 2), then the pad and link arrays it points to
+/// (round 3), each skipped when its pointer is NULL.
+fn enum_links(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    let arg = round.request().arg;
+    let mut req: media_links_enum = match round.inout_struct(arg) {
+        Ok(Some(v)) => v,
+        Ok(None) => return reply.retry_round(round),
+        Err(e) => return reply.error(e),
+    };
+    let (pads, links) = match dev.enum_links(&req) {
+        Ok(v) => v,
+        Err(e) => return reply.error(e),
+    };
+    let pad_bytes = pads.as_bytes();
+    let link_bytes = links.as_bytes();
+    let mut outputs: Vec<&[u8]> = Vec::with_capacity(3);
+    req.reserved = [0; 4];
+    outputs.push(req.as_bytes());
+    if req.pads != 0 {
+        round.output(req.pads, pad_bytes.len());
+        outputs.push(pad_bytes);
+    }
+    if req.links != 0 {
+        round.output(req.links, link_bytes.len());
+        outputs.push(link_bytes);
+    }
+    if !round.is_complete() {
+        return reply.retry_round(round);
+    }
+    reply.finish(round, Ok(0), &outputs);
+}
+
+/// MEDIA_IOC_G_TOPOLOGY as `media_device_get_topology()`: each array gets at most `num_*`
+/// elements; a short array ends with ENOSPC, leaves the later arrays alone and the struct
+/// uncopied. NULL pointers only count.
+fn g_topology(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    let arg = round.request().arg;
+    let mut t: media_v2_topology = match round.input_struct(arg) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            round.output(arg, core::mem::size_of::<media_v2_topology>());
+            return reply.retry_round(round);
+        }
+        Err(e) => return reply.error(e),
+    };
+    let topo = match dev.topology() {
+        Ok(t) => t,
+        Err(e) => return reply.error(e),
+    };
+    let arrays: [(u64, u32, &[u8], usize, usize); 4] = [
+        (
+            t.ptr_entities,
+            t.num_entities,
+            topo.entities.as_bytes(),
+            topo.entities.len(),
+            size_of_val_elem(&topo.entities),
+        ),
+        (
+            t.ptr_interfaces,
+            t.num_interfaces,
+            topo.interfaces.as_bytes(),
+            topo.interfaces.len(),
+            size_of_val_elem(&topo.interfaces),
+        ),
+        (
+            t.ptr_pads,
+            t.num_pads,
+            topo.pads.as_bytes(),
+            topo.pads.len(),
+            size_of_val_elem(&topo.pads),
+        ),
+        (
+            t.ptr_links,
+            t.num_links,
+            topo.links.as_bytes(),
+            topo.links.len(),
+            size_of_val_elem(&topo.links),
+        ),
+    ];
+    let mut result = Ok(0);
+    let mut outputs: Vec<&[u8]> = Vec::new();
+    for (ptr, num, bytes, count, elem) in arrays {
+        if result.is_err() || ptr == 0 {
+            continue;
+        }
+        let n = count.min(num as usize);
+        round.output(ptr, n * elem);
+        outputs.push(&bytes[..n * elem]);
+        if count > num as usize {
+            result = Err(Errno::ENOSPC);
+        }
+    }
+    t.topology_version = topo.version;
+    t.num_entities = topo.entities.len() as u32;
+    t.num_interfaces = topo.interfaces.len() as u32;
+    t.num_pads = topo.pads.len() as u32;
+    t.num_links = topo.links.len() as u32;
+    t.reserved1 = 0;
+    t.reserved2 = 0;
+    t.reserved3 = 0;
+    t.reserved4 = 0;
+    if result.is_ok() {
+        round.output(arg, core::mem::size_of::<media_v2_topology>());
+        outputs.push(t.as_bytes());
+    }
+    if !round.is_complete() {
+        return reply.retry_round(round);
+    }
+    reply.finish(round, result, &outputs);
+}
+
+fn size_of_val_elem<T>(_: &[T]) -> usize {
+    core::mem::size_of::<T>()
+}
+
+/// `/dev/videoN`.
+pub fn video(h: &dyn VideoIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    match round.request().cmd {
+        VIDIOC_QUERYCAP => fixed(round, reply, |_: v4l2_capability| {
+            h.querycap().map(|c| (0, c))
+        }),
+        _ => reply.error(Errno::ENOTTY),
+    }
+}
+
+/// `/dev/v4l-subdevN`.
+pub fn subdev(h: &dyn SubdevIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    match round.request().cmd {
+        VIDIOC_SUBDEV_QUERYCAP => fixed(round, reply, |_: v4l2_subdev_capability| {
+            h.querycap().map(|c| (0, c))
         }),
         _ => reply.error(Errno::ENOTTY),
     }

@@ -3,7 +3,7 @@
 
 mod control;
 mod dispatch;
-mod media_node;
+mod nodes;
 mod serve;
 
 use std::path::PathBuf;

@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cuse::channel::{ensure_cuse_loaded, pick_local_major, DevCuse, OpenError};
-use cuse::{Device, DeviceInfo, Session, SessionError, SessionHandle};
-use media_graph::{running_kernel_version, MediaDevice};
+use cuse::{Device, DeviceInfo, Errno, Session, SessionError, SessionHandle};
+use media_graph::{running_kernel_version, Audit, MediaDevice};
 use nix::sys::signal::{SigSet, Signal};
+use omap3isp::nodes::{IspSubdev, IspVideo};
+use omap3isp::topology::{NodeRegistrar, SubdevInfo, VideoNodeInfo};
 use omap3isp::Board;
 use parking_lot::Mutex;
 
 use crate::control::{Control, NodeStatus, Status};
-use crate::media_node::MediaNode;
+use crate::nodes::{Handler, Node};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -40,9 +42,13 @@ pub enum ServeError {
     Control(#[from] crate::control::ServerError),
     #[error("no free name for a {0} node under {1}")]
     NoName(&'static str, PathBuf),
+    #[error("the kernel registered /dev/{0} but sysfs does not show its device number")]
+    NoDevt(String),
+    #[error("building the media graph")]
+    Graph(#[from] Errno),
 }
 
-struct Node {
+struct NodeEntry {
     name: String,
     kind: &'static str,
     handle: SessionHandle,
@@ -52,7 +58,8 @@ struct Node {
 struct Daemon {
     board: Board,
     dev_root: PathBuf,
-    nodes: Mutex<Vec<Node>>,
+    nodes: Mutex<Vec<NodeEntry>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Control for Daemon {
@@ -136,6 +143,72 @@ fn register<D: Device>(
     }
 }
 
+/// Registers each device node through CUSE as the ISP graph is built, and serves it.
+struct Registrar<'a> {
+    daemon: &'a Daemon,
+    numbers: Numbers,
+    dev: Arc<MediaDevice>,
+    kernel_version: u32,
+    threads: usize,
+}
+
+impl Registrar<'_> {
+    fn node(
+        &mut self,
+        prefix: &'static str,
+        kind: &'static str,
+        handler: Handler,
+    ) -> Result<(u32, u32), ServeError> {
+        let name = free_name(&self.daemon.dev_root, prefix)?;
+        let (session, transport) = register(
+            &name,
+            &mut self.numbers,
+            Node::new(self.dev.clone(), handler),
+        )?;
+        let devt = transport
+            .devt()
+            .ok_or_else(|| ServeError::NoDevt(name.clone()))?;
+        tracing::debug!(node = %name, ?devt, "registered");
+        self.daemon.nodes.lock().push(NodeEntry {
+            name: name.clone(),
+            kind,
+            handle: session.handle(),
+            transport,
+        });
+        let threads = self.threads;
+        let t = std::thread::Builder::new()
+            .name(format!("serve-{name}"))
+            .spawn(move || {
+                session.run(threads);
+                tracing::debug!(node = %name, "channel closed");
+            })
+            .expect("spawning a node thread");
+        self.daemon.threads.lock().push(t);
+        Ok(devt)
+    }
+}
+
+impl NodeRegistrar for Registrar<'_> {
+    type Error = ServeError;
+
+    fn register_video(&mut self, node: &VideoNodeInfo) -> Result<(u32, u32), ServeError> {
+        let h = IspVideo {
+            name: node.name.clone(),
+            capture: node.capture,
+            kernel_version: self.kernel_version,
+        };
+        self.node("video", "video", Handler::Video(Arc::new(h)))
+    }
+
+    fn register_subdev(&mut self, node: &SubdevInfo) -> Result<(u32, u32), ServeError> {
+        let h = IspSubdev {
+            name: node.name.clone(),
+            kernel_version: self.kernel_version,
+        };
+        self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))
+    }
+}
+
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     // Signals are taken synchronously by this thread; block them before any thread starts.
     let mut sigs = SigSet::empty();
@@ -150,35 +223,40 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         Some(m) => m,
         None => pick_local_major().unwrap_or(0),
     };
-    let mut numbers = Numbers {
+    let numbers = Numbers {
         major,
         next_minor: 0,
     };
-    let kernel = running_kernel_version();
+    let kernel_version = running_kernel_version();
     let daemon = Arc::new(Daemon {
         board: cfg.board,
         dev_root: cfg.dev_root.clone(),
         nodes: Mutex::new(Vec::new()),
+        threads: Mutex::new(Vec::new()),
     });
 
-    let media = Arc::new(MediaDevice::new(cfg.board.media_device_info(kernel)));
-    let name = free_name(&cfg.dev_root, "media")?;
-    let (session, transport) = register(&name, &mut numbers, MediaNode::new(media))?;
-    tracing::info!(node = %name, devt = ?transport.devt(), board = cfg.board.name(), "registered");
-    daemon.nodes.lock().push(Node {
-        name: name.clone(),
-        kind: "media",
-        handle: session.handle(),
-        transport,
-    });
-    let threads = cfg.threads;
-    std::thread::Builder::new()
-        .name(format!("serve-{name}"))
-        .spawn(move || {
-            session.run(threads);
-            tracing::info!(node = %name, "channel closed");
-        })
-        .expect("spawning a node thread");
+    let audit = Audit::new();
+    let media = MediaDevice::new(cfg.board.media_device_info(kernel_version), audit);
+    media.set_release(|| tracing::info!("media device released"));
+    let mut reg = Registrar {
+        daemon: &daemon,
+        numbers,
+        dev: media.clone(),
+        kernel_version,
+        threads: cfg.threads,
+    };
+    // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
+    omap3isp::topology::build(cfg.board, &media, &mut reg)?;
+    // ...and the media node last.
+    media.register();
+    reg.node("media", "media", Handler::Media)?;
+    drop(reg);
+    drop(media);
+    tracing::info!(
+        board = cfg.board.name(),
+        nodes = daemon.nodes.lock().len(),
+        "registered"
+    );
 
     crate::control::serve(&cfg.control, daemon.clone())?;
     tracing::info!(control = %cfg.control.display(), "ready");
@@ -187,6 +265,11 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(signal = ?sig, "shutting down");
     for n in daemon.nodes.lock().iter() {
         n.handle.close();
+    }
+    // Each node's thread ends with its channel and drops the node's media device reference; the
+    // media device is released after the last one.
+    for t in daemon.threads.lock().drain(..) {
+        let _ = t.join();
     }
     let _ = std::fs::remove_file(&cfg.control);
     Ok(())

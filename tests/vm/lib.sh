@@ -7,6 +7,6 @@ not_ok() { FAILED=$((FAILED + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && echo "
 check() { name=$1; shift; if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "$out"; fi; }
 # contains NAME FILE PATTERN: passes when FILE has a line matching the fixed string PATTERN.
 contains() { if grep -qF -- "$3" "$2"; then ok "$1"; else not_ok "$1" "missing: $3"; fi; }
-# has_line NAME FILE LINE: passes when FILE has exactly LINE (leading tabs ignored).
-has_line() { if sed 's/^\t*//' "$2" | grep -qxF -- "$3"; then ok "$1"; else not_ok "$1" "missing line: $3"; fi; }
+# has_line NAME FILE LINE: passes when FILE has exactly LINE (leading blanks ignored).
+has_line() { if sed 's/^[[:blank:]]*//' "$2" | grep -qxF -- "$3"; then ok "$1"; else not_ok "$1" "missing line: $3"; fi; }
 finish() { echo "$PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; }

@@ -17,6 +17,21 @@ expect_info() { # board hw_revision
   has_line "$1: v4l2-compliance MEDIA_IOC_DEVICE_INFO" "$out" "test MEDIA_IOC_DEVICE_INFO: OK"
   has_line "$1: v4l2-compliance invalid ioctls (ENOTTY)" "$out" "test invalid ioctls: OK"
   has_line "$1: v4l2-compliance multiple opens" "$out" "test for unlimited opens: OK"
+  has_line "$1: v4l2-compliance G_TOPOLOGY" "$out" "test MEDIA_IOC_G_TOPOLOGY: OK"
+  has_line "$1: v4l2-compliance ENUM_ENTITIES/LINKS" "$out" "test MEDIA_IOC_ENUM_ENTITIES/LINKS: OK"
+  has_line "$1: v4l2-compliance SETUP_LINK" "$out" "test MEDIA_IOC_SETUP_LINK: OK"
+  has_line "$1: v4l2-compliance counts the graph" "$out" "Entities: 16 Interfaces: 16 Pads: 22 Links: 32"
+  has_line "$1: the media device section passes with 0 failures" "$out" \
+    "Total for omap3isp device /dev/media0: 8, Succeeded: 8, Failed: 0, Warnings: 0"
+  n=$(grep -cE "^Total for device /dev/v4l-subdev[0-9]+: [0-9]+, Succeeded: [0-9]+, Failed: 0, Warnings: 0$" "$out")
+  if [ "$n" -eq 9 ]; then ok "$1: all 9 sub-device nodes pass"; else not_ok "$1: all 9 sub-device nodes pass" "$(grep '^Total for device' "$out")"; fi
+}
+
+check_graph() { # NAME [BOARD]: media-ctl -p prints the driver's graph (kernel version lines aside)
+  board=${2:-$1}
+  media-ctl -d /dev/media0 -p 2>&1 | grep -v "^Media controller API version\|^driver version" > /tmp/graph.txt
+  if out=$(diff -u "$(dirname "$0")/golden/media-ctl-p-$board.txt" /tmp/graph.txt); then ok "$1: media-ctl -p graph"
+  else not_ok "$1: media-ctl -p graph" "$out"; fi
 }
 
 start() { # args to mcemu serve
@@ -37,9 +52,40 @@ mcemu ctl status > /tmp/status.json
 contains "status reports media0 registered" /tmp/status.json '"registered": true'
 check "/dev/media0 is a character device" test -c /dev/media0
 expect_info beagleboard-xm "0x000000f0 (240)"
-media-ctl -d /dev/media0 -p > /tmp/media-ctl.txt 2>&1
-contains "media-ctl opens the node and gets ENOTTY for the graph ioctls (not implemented yet)" \
-  /tmp/media-ctl.txt "Failed to enumerate /dev/media0 (-25)"
+check_graph beagleboard-xm
+# Every video node answers VIDIOC_QUERYCAP as ispvideo, in the driver's /dev order.
+n=0
+for card in "CCP2 input:0x24200002" "CSI2a output:0x24200001" "CCDC output:0x24200001" \
+            "preview input:0x24200002" "preview output:0x24200001" "resizer input:0x24200002" \
+            "resizer output:0x24200001"; do
+  v4l2-ctl -d /dev/video$n -D > /tmp/cap.txt 2>&1
+  has_line "video$n: driver ispvideo" /tmp/cap.txt "Driver name      : ispvideo"
+  has_line "video$n: card OMAP3 ISP ${card%%:*}" /tmp/cap.txt "Card type        : OMAP3 ISP ${card%%:*}"
+  has_line "video$n: device caps ${card##*:}" /tmp/cap.txt "Device Caps      : ${card##*:}"
+  has_line "video$n: capabilities" /tmp/cap.txt "Capabilities     : 0xa4200003"
+  n=$((n + 1))
+done
+v4l2-ctl -d /dev/v4l-subdev8 -D > /tmp/cap.txt 2>&1
+has_line "v4l-subdev8 answers VIDIOC_SUBDEV_QUERYCAP" /tmp/cap.txt "Capabilities     : 0x00000000"
+# A pipeline as on a BeagleBoard-xM: sensor -> CCDC -> preview -> resizer -> memory.
+check "media-ctl -l enables the sensor->CCDC->preview->resizer->memory pipeline" media-ctl -d /dev/media0 -l \
+  '"mt9p031 1-0048":0->"OMAP3 ISP CCDC":0[1], "OMAP3 ISP CCDC":2->"OMAP3 ISP preview":0[1], "OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[1], "OMAP3 ISP resizer":1->"OMAP3 ISP resizer output":0[1]'
+media-ctl -d /dev/media0 -p > /tmp/p.txt
+for l in '<- "mt9p031 1-0048":0 [ENABLED]' '-> "OMAP3 ISP preview":0 [ENABLED]' '-> "OMAP3 ISP resizer":0 [ENABLED]' \
+         '-> "OMAP3 ISP resizer output":0 [ENABLED]'; do
+  has_line "media-ctl -p shows $l" /tmp/p.txt "$l"
+done
+media_ctl_fails() { # NAME ERRNO LINK
+  if out=$(media-ctl -d /dev/media0 -l "$3" 2>&1); then not_ok "$1" "media-ctl succeeded"
+  elif echo "$out" | grep -q "($2)"; then ok "$1"
+  else not_ok "$1" "$out"; fi
+}
+media_ctl_fails "the CCDC drives one output at a time (EBUSY)" 16 '"OMAP3 ISP CCDC":1->"OMAP3 ISP CCDC output":0[1]'
+media_ctl_fails "the CCDC takes one input at a time (EBUSY)" 16 '"OMAP3 ISP CCP2":1->"OMAP3 ISP CCDC":0[1]'
+media_ctl_fails "the resizer reads memory or the video port, not both (EBUSY)" 16 '"OMAP3 ISP resizer input":0->"OMAP3 ISP resizer":0[1]'
+media_ctl_fails "immutable links stay enabled (EINVAL)" 22 '"OMAP3 ISP CCDC":2->"OMAP3 ISP AEWB":0[0]'
+check "media-ctl -r resets the links" media-ctl -d /dev/media0 -r
+check_graph "beagleboard-xm after media-ctl -r" beagleboard-xm
 check "a second daemon on the same control socket is refused" sh -c \
   'mcemu serve 2>/tmp/second.log; test $? -ne 0 && grep -q "already listening" /tmp/second.log'
 stop
@@ -50,15 +96,31 @@ check "the control socket goes away with the daemon" test ! -e /run/mcemu/contro
 start --board n900
 check "n900: ctl status --wait 30" mcemu ctl status --wait 30
 expect_info n900 "0x00000020 (32)"
+check_graph n900
+check "n900: media-ctl -l enables et8ek8 -> CCP2 -> CCDC -> memory" media-ctl -d /dev/media0 -l \
+  '"et8ek8 3-003e":0->"OMAP3 ISP CCP2":0[1], "OMAP3 ISP CCP2":1->"OMAP3 ISP CCDC":0[1], "OMAP3 ISP CCDC":1->"OMAP3 ISP CCDC output":0[1]'
+media-ctl -d /dev/media0 -p > /tmp/p.txt
+has_line "n900: sensor link enabled" /tmp/p.txt '-> "OMAP3 ISP CCP2":0 [ENABLED]'
+has_line "n900: CCP2 -> CCDC enabled" /tmp/p.txt '<- "OMAP3 ISP CCP2":1 [ENABLED]'
+media_ctl_fails "n900: CCP2 reads the sensor or memory, not both (EBUSY)" 16 '"OMAP3 ISP CCP2 input":0->"OMAP3 ISP CCP2":0[1]'
+check "n900: media-ctl -r" media-ctl -d /dev/media0 -r
+check_graph "n900 after media-ctl -r" n900
 stop
 
-# Another driver's /dev/media0 exists: take the first free number.
+# Another driver's nodes exist: take the first free numbers, and report our real device numbers
+# in the topology so media-ctl finds our nodes.
 mknod /dev/media0 c 1 3
+mknod /dev/video0 c 1 3
+mknod /dev/v4l-subdev0 c 1 3
 start
-check "with /dev/media0 taken, ctl status --wait 30" mcemu ctl status --wait 30
+check "with foreign nodes present, ctl status --wait 30" mcemu ctl status --wait 30
 check "the daemon registers /dev/media1" test -c /dev/media1
+media-ctl -d /dev/media1 -p > /tmp/p.txt 2>&1
+has_line "CCP2 input is /dev/video1" /tmp/p.txt "device node name /dev/video1"
+has_line "resizer output is /dev/video7" /tmp/p.txt "device node name /dev/video7"
+has_line "the sensor is /dev/v4l-subdev9" /tmp/p.txt "device node name /dev/v4l-subdev9"
 stop
-rm -f /dev/media0
+rm -f /dev/media0 /dev/video0 /dev/v4l-subdev0
 
 check "an unknown board is refused with a message" sh -c \
   'mcemu serve --board pandaboard 2>&1 | grep -q "unknown board \"pandaboard\""'

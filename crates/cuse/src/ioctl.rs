@@ -46,6 +46,8 @@ pub struct IoctlRequest<'a> {
 enum Route {
     Iovec,
     Side,
+    /// A zero-length region: declared (so outputs stay in step) but never transferred.
+    Empty,
 }
 
 /// Where a handler stands in the RETRY exchange for one ioctl.
@@ -139,6 +141,8 @@ impl<'a> IoctlRound<'a> {
     /// Declares that the ioctl writes `len` bytes at client address `addr`.
     pub fn output(&mut self, addr: u64, len: usize) {
         if len == 0 {
+            self.out_regions
+                .push((fuse_ioctl_iovec { base: addr, len: 0 }, Route::Empty));
             return;
         }
         let iov = fuse_ioctl_iovec {
@@ -202,6 +206,7 @@ impl<'a> IoctlRound<'a> {
                     let mem = self.memory.as_ref().ok_or(Errno::ENOMEM)?;
                     mem.write(iov.base, data)?;
                 }
+                Route::Empty => {}
             }
         }
         Ok(payload)
@@ -261,6 +266,16 @@ mod tests {
         let p = r.finish(&[&[1u8; 40], &[2u8; 8]]).unwrap();
         assert_eq!(p.len(), 48);
         assert!(r.finish(&[&[1u8; 39]]).is_err());
+    }
+
+    #[test]
+    fn empty_outputs_keep_their_place() {
+        let mut r = IoctlRound::new(req(&[], 8), None);
+        r.output(0x1000, 0);
+        r.output(0x2000, 8);
+        assert!(r.is_complete());
+        assert_eq!(r.retry_iovecs().1.len(), 1);
+        assert_eq!(r.finish(&[&[], &[3u8; 8]]).unwrap(), vec![3u8; 8]);
     }
 
     #[test]

@@ -239,7 +239,7 @@ impl Shared {
 
     fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
-            tracing::info!(node = %self.name, "closing the CUSE channel");
+            tracing::debug!(node = %self.name, "closing the CUSE channel");
             self.transport.close();
         }
     }

@@ -1,12 +1,30 @@
-//! The media device model behind `/dev/mediaN`.
+//! The media device model behind `/dev/mediaN`: a [`MediaDevice`] with its [`Graph`] of
+//! entities, pads, links and interfaces, in the reference lifetime model of the 2016/2024
+//! lifetime patches:
 //!
-//! At this stage a [`MediaDevice`] carries the device information and answers the Media
-//! Controller ioctls through [`MediaIoctls`], one method per ioctl, defaulting to ENOTTY.
-//! Entities, pads, links, interfaces and the lifetime rules come with the graph.
+//! * the media device is reference-counted (`Arc`); every registered device node and every open
+//!   file handle ([`MediaFh`]) holds a reference;
+//! * graph objects live inside the media device and go only when it is released;
+//! * unregistration ([`MediaDevice::unregister`]) and release are separate, ordered steps: the
+//!   driver's release callback runs when the last reference goes, just before the memory does;
+//! * [`Audit`] counts live objects of every kind.
+//!
+//! The Media Controller ioctls are one method each of [`MediaIoctls`], defaulting to ENOTTY.
 
-use ioctl_abi::media::media_device_info;
+pub mod audit;
+pub mod graph;
+pub mod v4l2;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use audit::{Audit, Kind};
+pub use graph::{EntityKind, EntityOps, EntitySpec, Graph, PadRef, Remote, Topology};
+use ioctl_abi::media::{media_device_info, media_entity_desc, media_link_desc, media_links_enum};
 use ioctl_abi::set_cstr;
 use nix::errno::Errno;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use v4l2::{SubdevIoctls, VideoIoctls};
 
 /// What `MEDIA_IOC_DEVICE_INFO` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,26 +89,165 @@ pub trait MediaIoctls: Send + Sync {
     fn device_info(&self) -> Result<media_device_info, Errno> {
         Err(Errno::ENOTTY)
     }
+    fn enum_entities(&self, _desc: media_entity_desc) -> Result<media_entity_desc, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    /// The entity's pads and outbound links (the arrays of `media_links_enum`).
+    #[allow(clippy::type_complexity)]
+    fn enum_links(
+        &self,
+        _req: &media_links_enum,
+    ) -> Result<(Vec<ioctl_abi::media::media_pad_desc>, Vec<media_link_desc>), Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn setup_link(&self, _desc: media_link_desc) -> Result<media_link_desc, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn topology(&self) -> Result<Topology, Errno> {
+        Err(Errno::ENOTTY)
+    }
 }
 
+type ReleaseFn = Box<dyn FnOnce() + Send>;
+/// Tells whether an entity (by id) is part of a started pipeline.
+pub type BusyFn = Arc<dyn Fn(u32) -> bool + Send + Sync>;
+
 /// A media device.
-#[derive(Debug)]
 pub struct MediaDevice {
     info: MediaDeviceInfo,
+    graph: RwLock<Graph>,
+    registered: AtomicBool,
+    release: Mutex<Option<ReleaseFn>>,
+    audit: Arc<Audit>,
+    /// Whether an entity is part of a started pipeline (links then refuse changes: EBUSY).
+    busy: RwLock<Option<BusyFn>>,
+}
+
+impl std::fmt::Debug for MediaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaDevice")
+            .field("info", &self.info)
+            .field("registered", &self.is_registered())
+            .finish()
+    }
 }
 
 impl MediaDevice {
-    pub fn new(info: MediaDeviceInfo) -> Self {
-        Self { info }
+    pub fn new(info: MediaDeviceInfo, audit: Arc<Audit>) -> Arc<Self> {
+        audit.add(Kind::MediaDevice, 1);
+        Arc::new(Self {
+            info,
+            graph: RwLock::new(Graph::new(audit.clone())),
+            registered: AtomicBool::new(false),
+            release: Mutex::new(None),
+            audit,
+            busy: RwLock::new(None),
+        })
     }
+
     pub fn info(&self) -> &MediaDeviceInfo {
         &self.info
+    }
+
+    pub fn audit(&self) -> &Arc<Audit> {
+        &self.audit
+    }
+
+    /// The graph, for reading (the kernel's `graph_mutex`).
+    pub fn graph(&self) -> RwLockReadGuard<'_, Graph> {
+        self.graph.read()
+    }
+
+    pub fn graph_mut(&self) -> RwLockWriteGuard<'_, Graph> {
+        self.graph.write()
+    }
+
+    /// The driver's release callback: runs once, when the last reference goes, after the graph
+    /// objects are removed and just before the media device's memory is freed.
+    pub fn set_release(&self, f: impl FnOnce() + Send + 'static) {
+        *self.release.lock() = Some(Box::new(f));
+    }
+
+    pub fn set_busy_check(&self, f: BusyFn) {
+        *self.busy.write() = Some(f);
+    }
+
+    /// `media_device_register`: the node is live.
+    pub fn register(&self) {
+        self.registered.store(true, Ordering::SeqCst);
+    }
+
+    /// `media_device_unregister`: new syscalls are refused from now on; the memory stays until
+    /// the last reference is dropped. Returns false if it was not registered.
+    pub fn unregister(&self) -> bool {
+        self.registered.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for MediaDevice {
+    fn drop(&mut self) {
+        // Graph objects first, as `__media_device_release` does, then the driver's callback.
+        let empty = Graph::new(self.audit.clone());
+        drop(std::mem::replace(self.graph.get_mut(), empty));
+        if let Some(f) = self.release.get_mut().take() {
+            f();
+        }
+        self.audit.remove(Kind::MediaDevice, 1);
     }
 }
 
 impl MediaIoctls for MediaDevice {
     fn device_info(&self) -> Result<media_device_info, Errno> {
         Ok(self.info.to_uapi())
+    }
+
+    fn enum_entities(&self, desc: media_entity_desc) -> Result<media_entity_desc, Errno> {
+        self.graph().enum_entity(desc.id)
+    }
+
+    fn enum_links(
+        &self,
+        req: &media_links_enum,
+    ) -> Result<(Vec<ioctl_abi::media::media_pad_desc>, Vec<media_link_desc>), Errno> {
+        self.graph().enum_links(req.entity)
+    }
+
+    fn setup_link(&self, mut desc: media_link_desc) -> Result<media_link_desc, Errno> {
+        let busy = self.busy.read().clone();
+        let check = |e: u32| busy.as_ref().is_some_and(|b| b(e));
+        self.graph_mut().setup_link(&desc, &check)?;
+        desc.reserved = [0; 2];
+        Ok(desc)
+    }
+
+    fn topology(&self) -> Result<Topology, Errno> {
+        Ok(self.graph().topology())
+    }
+}
+
+/// An open file handle on a media device node: pins the media device until closed.
+pub struct MediaFh {
+    dev: Arc<MediaDevice>,
+}
+
+impl MediaFh {
+    pub fn new(dev: Arc<MediaDevice>) -> Self {
+        dev.audit.add(Kind::FileHandle, 1);
+        Self { dev }
+    }
+
+    pub fn device(&self) -> &Arc<MediaDevice> {
+        &self.dev
+    }
+}
+
+impl Drop for MediaFh {
+    fn drop(&mut self) {
+        self.dev.audit.remove(Kind::FileHandle, 1);
     }
 }
 
@@ -111,15 +268,18 @@ mod tests {
 
     #[test]
     fn device_info_fills_every_field_and_terminates_strings() {
-        let dev = MediaDevice::new(MediaDeviceInfo {
-            driver: "omap3isp".into(),
-            model: "TI OMAP3 ISP".into(),
-            serial: String::new(),
-            bus_info: "platform:480bc000.isp".into(),
-            hw_revision: 0xf0,
-            media_version: 0x060100,
-            driver_version: 0x060100,
-        });
+        let dev = MediaDevice::new(
+            MediaDeviceInfo {
+                driver: "omap3isp".into(),
+                model: "TI OMAP3 ISP".into(),
+                serial: String::new(),
+                bus_info: "platform:480bc000.isp".into(),
+                hw_revision: 0xf0,
+                media_version: 0x060100,
+                driver_version: 0x060100,
+            },
+            Audit::new(),
+        );
         let i = dev.device_info().unwrap();
         assert_eq!(cstr(&i.driver), "omap3isp");
         assert_eq!(cstr(&i.model), "TI OMAP3 ISP");
@@ -127,6 +287,62 @@ mod tests {
         assert_eq!(i.hw_revision, 0xf0);
         assert_eq!(i.media_version, 0x060100);
         assert_eq!(i.reserved, [0; 31]);
+    }
+
+    fn info() -> MediaDeviceInfo {
+        MediaDeviceInfo {
+            driver: "test".into(),
+            model: "model".into(),
+            serial: String::new(),
+            bus_info: String::new(),
+            hw_revision: 1,
+            media_version: 0x060100,
+            driver_version: 0x060100,
+        }
+    }
+
+    #[test]
+    fn outlives_unregistration_while_a_handle_is_open_and_releases_once() {
+        let audit = Audit::new();
+        let released = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dev = MediaDevice::new(info(), audit.clone());
+        let r = released.clone();
+        let audit_at_release = audit.clone();
+        dev.set_release(move || {
+            // The graph is gone before the driver's callback runs; the device is still counted.
+            assert_eq!(audit_at_release.live(Kind::Entity), 0);
+            assert_eq!(audit_at_release.live(Kind::MediaDevice), 1);
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        dev.graph_mut().add_entity(EntitySpec {
+            name: "e".into(),
+            function: 0,
+            flags: 0,
+            kind: EntityKind::Subdev,
+            pads: vec![ioctl_abi::media::MEDIA_PAD_FL_SINK],
+            ops: None,
+        });
+        dev.register();
+        let fh = MediaFh::new(dev.clone());
+        assert!(dev.unregister());
+        assert!(!dev.unregister(), "unregistering twice is a no-op");
+        drop(dev);
+        assert_eq!(
+            released.load(Ordering::SeqCst),
+            0,
+            "the open handle pins it"
+        );
+        assert_eq!(
+            audit.live(Kind::Entity),
+            1,
+            "graph objects stay until release"
+        );
+        assert_eq!(fh.device().graph().entities()[0].name, "e");
+        drop(fh);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+        for (kind, n) in audit.snapshot() {
+            assert_eq!(n, 0, "{kind} still live");
+        }
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! The simulated TI OMAP3 ISP. At this stage: the board profiles and what the media device
-//! reports about itself (`MEDIA_IOC_DEVICE_INFO`, omap3isp.md §5).
+//! The simulated TI OMAP3 ISP: board profiles, what the media device reports about itself
+//! (`MEDIA_IOC_DEVICE_INFO`, omap3isp.md §5), the media graph ([`topology`]) and the blocks'
+//! link rules ([`links`]).
+
+pub mod links;
+pub mod nodes;
+pub mod topology;
 
 use media_graph::{kernel_version_code, MediaDeviceInfo};
 

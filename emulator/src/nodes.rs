@@ -1,0 +1,295 @@
+//! The CUSE devices behind `/dev/mediaN`, `/dev/videoN` and `/dev/v4l-subdevN`.
+//!
+//! A registered node holds a reference to the media device, and so does every file handle open
+//! on it ([`MediaFh`]): the media device and its graph stay while either exists.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cuse::{Context, Device, Errno, IoctlRequest, IoctlRound, ReplyIoctl};
+use media_graph::{MediaDevice, MediaFh, SubdevIoctls, VideoIoctls};
+use parking_lot::Mutex;
+
+use crate::dispatch;
+
+/// What a node answers ioctls with.
+pub enum Handler {
+    Media,
+    Video(Arc<dyn VideoIoctls>),
+    Subdev(Arc<dyn SubdevIoctls>),
+}
+
+pub struct Node {
+    dev: Arc<MediaDevice>,
+    handler: Handler,
+    next_fh: AtomicU64,
+    open: Mutex<HashMap<u64, MediaFh>>,
+}
+
+impl Node {
+    pub fn new(dev: Arc<MediaDevice>, handler: Handler) -> Arc<Self> {
+        Arc::new(Self {
+            dev,
+            handler,
+            next_fh: AtomicU64::new(1),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl Device for Node {
+    fn open(&self, _ctx: &Context<'_>, _flags: u32) -> Result<u64, Errno> {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(fh, MediaFh::new(self.dev.clone()));
+        Ok(fh)
+    }
+
+    fn release(&self, fh: u64) {
+        let fh = self.open.lock().remove(&fh);
+        drop(fh);
+    }
+
+    fn ioctl(&self, ctx: &Context<'_>, req: IoctlRequest<'_>, reply: ReplyIoctl) {
+        if !self.open.lock().contains_key(&req.fh) {
+            return reply.error(Errno::EBADF);
+        }
+        let mut round = IoctlRound::new(req, ctx.memory());
+        match &self.handler {
+            Handler::Media => dispatch::media(&*self.dev, &mut round, reply),
+            Handler::Video(h) => dispatch::video(&**h, &mut round, reply),
+            Handler::Subdev(h) => dispatch::subdev(&**h, &mut round, reply),
+        }
+    }
+
+    // read/write: EINVAL (none of these nodes has read/write); poll: DEFAULT_POLLMASK, as
+    // media_poll() answers for a registered node without a poll op. Both are the trait defaults.
+}
+
+#[cfg(test)]
+mod tests {
+    use cuse::inproc::{InProcFile, InProcKernel};
+    use cuse::{DeviceInfo, Session};
+    use ioctl_abi::cstr;
+    use ioctl_abi::media::*;
+    use media_graph::{Audit, Kind};
+    use omap3isp::topology::{build, NodeRegistrar, SubdevInfo, VideoNodeInfo};
+    use omap3isp::Board;
+    use zerocopy::{FromBytes, IntoBytes};
+
+    use super::*;
+
+    struct Numbers(u32);
+    impl NodeRegistrar for Numbers {
+        type Error = Errno;
+        fn register_video(&mut self, _: &VideoNodeInfo) -> Result<(u32, u32), Errno> {
+            self.0 += 1;
+            Ok((60, self.0))
+        }
+        fn register_subdev(&mut self, _: &SubdevInfo) -> Result<(u32, u32), Errno> {
+            self.0 += 1;
+            Ok((60, self.0))
+        }
+    }
+
+    fn start(board: Board) -> (InProcKernel, Arc<Audit>, cuse::SessionHandle) {
+        let audit = Audit::new();
+        let dev = MediaDevice::new(board.media_device_info(0x060100), audit.clone());
+        build(board, &dev, &mut Numbers(0)).unwrap();
+        dev.register();
+        let k = InProcKernel::new();
+        let node = Node::new(dev, Handler::Media);
+        let s = Session::start(k.transport(), &DeviceInfo::new("media0"), node).unwrap();
+        let h = s.handle();
+        std::thread::spawn(move || s.run(1));
+        (k, audit, h)
+    }
+
+    fn ioctl_struct<T: IntoBytes + FromBytes + zerocopy::Immutable>(
+        k: &InProcKernel,
+        f: &InProcFile,
+        cmd: u32,
+        v: &T,
+    ) -> (Result<i32, Errno>, T) {
+        k.memory().map(0x1000, v.as_bytes().to_vec());
+        let r = f.ioctl(cmd, 0x1000);
+        let out = T::read_from_bytes(&k.memory().region(0x1000).unwrap()).unwrap();
+        (r, out)
+    }
+
+    #[test]
+    fn device_info_over_the_wire() {
+        let (k, _, _) = start(Board::N900);
+        let f = k.open(libc::O_RDWR).unwrap();
+        let (r, i) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
+        assert_eq!(r, Ok(0));
+        assert_eq!(cstr(&i.driver), "omap3isp");
+        assert_eq!(cstr(&i.model), "TI OMAP3 ISP");
+        assert_eq!(cstr(&i.bus_info), "platform:480bc000.isp");
+        assert_eq!(i.hw_revision, 0x20);
+    }
+
+    #[test]
+    fn unknown_ioctls_bad_pointers_read_and_poll() {
+        let (k, _, _) = start(Board::BeagleboardXm);
+        let f = k.open(libc::O_RDWR).unwrap();
+        assert_eq!(f.ioctl(0xc0487c10, 0x1000), Err(Errno::ENOTTY));
+        assert_eq!(
+            f.ioctl(ioctl_abi::videodev2::VIDIOC_QUERYCAP, 0x1000),
+            Err(Errno::ENOTTY)
+        );
+        assert_eq!(f.ioctl(MEDIA_IOC_REQUEST_ALLOC, 0x1000), Err(Errno::ENOTTY));
+        assert_eq!(
+            f.ioctl(MEDIA_IOC_DEVICE_INFO, 0x9999_0000),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(f.read(10), Err(Errno::EINVAL));
+        let mask = (libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32;
+        assert_eq!(f.poll(libc::POLLIN as u32), mask);
+    }
+
+    #[test]
+    fn enum_links_fills_both_arrays_in_three_rounds() {
+        let (k, _, _) = start(Board::BeagleboardXm);
+        let f = k.open(libc::O_RDWR).unwrap();
+        k.memory().map(0x10_000, vec![0xff; 3 * 20]);
+        k.memory().map(0x20_000, vec![0xff; 6 * 52]);
+        let mut req = media_links_enum::zeroed();
+        req.entity = 15;
+        req.pads = 0x10_000;
+        req.links = 0x20_000;
+        req.reserved = [7; 4];
+        let (r, out) = ioctl_struct(&k, &f, MEDIA_IOC_ENUM_LINKS, &req);
+        assert_eq!(r, Ok(0));
+        assert_eq!(out.reserved, [0; 4], "reserved is cleared");
+        let pads = k.memory().region(0x10_000).unwrap();
+        let p2 = media_pad_desc::read_from_bytes(&pads[40..60]).unwrap();
+        assert_eq!(
+            (p2.entity, p2.index, p2.flags),
+            (15, 2, MEDIA_PAD_FL_SOURCE)
+        );
+        let links = k.memory().region(0x20_000).unwrap();
+        let l5 = media_link_desc::read_from_bytes(&links[5 * 52..]).unwrap();
+        assert_eq!((l5.source.entity, l5.sink.entity, l5.flags), (15, 49, 3));
+        // NULL arrays are skipped; an unknown entity is EINVAL.
+        req.pads = 0;
+        req.links = 0;
+        assert_eq!(ioctl_struct(&k, &f, MEDIA_IOC_ENUM_LINKS, &req).0, Ok(0));
+        req.entity = 16;
+        assert_eq!(
+            ioctl_struct(&k, &f, MEDIA_IOC_ENUM_LINKS, &req).0,
+            Err(Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn g_topology_two_pass_short_arrays_and_null_pointers() {
+        let (k, _, _) = start(Board::BeagleboardXm);
+        let f = k.open(libc::O_RDWR).unwrap();
+        // Pass 1: counts only.
+        let (r, t) = ioctl_struct(&k, &f, MEDIA_IOC_G_TOPOLOGY, &media_v2_topology::zeroed());
+        assert_eq!(r, Ok(0));
+        let counts = ({ t.num_entities }, { t.num_interfaces }, { t.num_pads }, {
+            t.num_links
+        });
+        assert_eq!(counts, (16, 16, 22, 32));
+        assert_eq!({ t.topology_version }, 102);
+        // Pass 2: all arrays.
+        let mut q = t;
+        for (i, (n, size)) in [(16usize, 96usize), (16, 112), (22, 32), (32, 40)]
+            .iter()
+            .enumerate()
+        {
+            k.memory()
+                .map(0x100_000 * (i as u64 + 1), vec![0; n * size]);
+        }
+        q.ptr_entities = 0x100_000;
+        q.ptr_interfaces = 0x200_000;
+        q.ptr_pads = 0x300_000;
+        q.ptr_links = 0x400_000;
+        let (r, _) = ioctl_struct(&k, &f, MEDIA_IOC_G_TOPOLOGY, &q);
+        assert_eq!(r, Ok(0));
+        let ents = k.memory().region(0x100_000).unwrap();
+        let last = media_v2_entity::read_from_bytes(&ents[15 * 96..]).unwrap();
+        assert_eq!(({ last.id }, cstr(&last.name)), (81, "mt9p031 1-0048"));
+        // Entities array too short: ENOSPC, the first elements are written, later arrays not.
+        k.memory().map(0x500_000, vec![0; 2 * 96]);
+        k.memory().map(0x600_000, vec![0xee; 16 * 112]);
+        let mut short = media_v2_topology::zeroed();
+        short.num_entities = 2;
+        short.ptr_entities = 0x500_000;
+        short.num_interfaces = 16;
+        short.ptr_interfaces = 0x600_000;
+        let (r, back) = ioctl_struct(&k, &f, MEDIA_IOC_G_TOPOLOGY, &short);
+        assert_eq!(r, Err(Errno::ENOSPC));
+        assert_eq!(
+            { back.num_entities },
+            2,
+            "the struct is not copied back on error"
+        );
+        let two = k.memory().region(0x500_000).unwrap();
+        assert_eq!(
+            { media_v2_entity::read_from_bytes(&two[96..]).unwrap().id },
+            4
+        );
+        assert_eq!(
+            k.memory().region(0x600_000).unwrap()[0],
+            0xee,
+            "interfaces untouched"
+        );
+        // A bad array pointer faults.
+        let mut bad = t;
+        bad.ptr_links = 0x7777_0000;
+        assert_eq!(
+            ioctl_struct(&k, &f, MEDIA_IOC_G_TOPOLOGY, &bad).0,
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn setup_link_and_enum_entities_over_the_wire() {
+        let (k, _, _) = start(Board::BeagleboardXm);
+        let f = k.open(libc::O_RDWR).unwrap();
+        let mut d = media_link_desc::zeroed();
+        d.source.entity = 81;
+        d.sink.entity = 15;
+        d.flags = MEDIA_LNK_FL_ENABLED;
+        d.reserved = [1, 2];
+        let (r, out) = ioctl_struct(&k, &f, MEDIA_IOC_SETUP_LINK, &d);
+        assert_eq!(r, Ok(0));
+        assert_eq!(out.reserved, [0, 0]);
+        d.source.entity = 1;
+        d.source.index = 1;
+        assert_eq!(
+            ioctl_struct(&k, &f, MEDIA_IOC_SETUP_LINK, &d).0,
+            Err(Errno::EBUSY)
+        );
+        let mut e = media_entity_desc::zeroed();
+        e.id = 41;
+        let (r, out) = ioctl_struct(&k, &f, MEDIA_IOC_ENUM_ENTITIES, &e);
+        assert_eq!(r, Ok(0));
+        assert_eq!(
+            (cstr(&out.name), out.flags),
+            ("OMAP3 ISP resizer output", MEDIA_ENT_FL_DEFAULT)
+        );
+    }
+
+    #[test]
+    fn media_device_lives_while_a_handle_is_open_after_unregistration() {
+        let (k, audit, h) = start(Board::N900);
+        let f = k.open(libc::O_RDWR).unwrap();
+        h.unregister();
+        assert_eq!(audit.live(Kind::MediaDevice), 1);
+        let (r, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
+        assert_eq!(r, Ok(0), "the open handle is still served");
+        f.close().unwrap();
+        // Session closed at the last release; the node and its pin go with the session thread.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while audit.live(Kind::MediaDevice) != 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(audit.live(Kind::MediaDevice), 0);
+        assert_eq!(audit.live(Kind::Entity), 0);
+        assert_eq!(audit.live(Kind::FileHandle), 0);
+    }
+}
