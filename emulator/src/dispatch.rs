@@ -110,46 +110,22 @@ fn g_topology(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoc
         Ok(t) => t,
         Err(e) => return reply.error(e),
     };
-    let arrays: [(u64, u32, &[u8], usize, usize); 4] = [
-        (
-            t.ptr_entities,
-            t.num_entities,
-            topo.entities.as_bytes(),
-            topo.entities.len(),
-            size_of_val_elem(&topo.entities),
-        ),
-        (
-            t.ptr_interfaces,
-            t.num_interfaces,
-            topo.interfaces.as_bytes(),
-            topo.interfaces.len(),
-            size_of_val_elem(&topo.interfaces),
-        ),
-        (
-            t.ptr_pads,
-            t.num_pads,
-            topo.pads.as_bytes(),
-            topo.pads.len(),
-            size_of_val_elem(&topo.pads),
-        ),
-        (
-            t.ptr_links,
-            t.num_links,
-            topo.links.as_bytes(),
-            topo.links.len(),
-            size_of_val_elem(&topo.links),
-        ),
+    let arrays = [
+        Array::new(t.ptr_entities, t.num_entities, &topo.entities),
+        Array::new(t.ptr_interfaces, t.num_interfaces, &topo.interfaces),
+        Array::new(t.ptr_pads, t.num_pads, &topo.pads),
+        Array::new(t.ptr_links, t.num_links, &topo.links),
     ];
     let mut result = Ok(0);
     let mut outputs: Vec<&[u8]> = Vec::new();
-    for (ptr, num, bytes, count, elem) in arrays {
-        if result.is_err() || ptr == 0 {
+    for a in arrays {
+        if result.is_err() || a.ptr == 0 {
             continue;
         }
-        let n = count.min(num as usize);
-        round.output(ptr, n * elem);
-        outputs.push(&bytes[..n * elem]);
-        if count > num as usize {
+        let n = a.count.min(a.room as usize);
+        round.output(a.ptr, n * a.elem);
+        outputs.push(&a.bytes[..n * a.elem]);
+        if a.count > a.room as usize {
             result = Err(Errno::ENOSPC);
         }
     }
@@ -172,8 +148,26 @@ fn g_topology(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoc
     reply.finish(round, result, &outputs);
 }
 
-fn size_of_val_elem<T>(_: &[T]) -> usize {
-    core::mem::size_of::<T>()
+/// One array of `media_v2_topology`: where the client wants it, how many elements fit there, and
+/// the graph's elements.
+struct Array<'a> {
+    ptr: u64,
+    room: u32,
+    bytes: &'a [u8],
+    count: usize,
+    elem: usize,
+}
+
+impl<'a> Array<'a> {
+    fn new<T: IntoBytes + Immutable>(ptr: u64, room: u32, items: &'a [T]) -> Self {
+        Self {
+            ptr,
+            room,
+            bytes: items.as_bytes(),
+            count: items.len(),
+            elem: core::mem::size_of::<T>(),
+        }
+    }
 }
 
 /// `/dev/videoN`.
