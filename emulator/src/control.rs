@@ -3,9 +3,17 @@
 //!
 //! ```text
 //! → {"cmd":"status"}
-//! ← {"ok":true,"status":{"board":"beagleboard-xm","ready":true,"nodes":[...]}}
+//! ← {"ok":true,"status":{"board":"beagleboard-xm","ready":true,"instances":[...]}}
+//! → {"cmd":"unplug"}                  (or {"cmd":"unplug","instance":0})
+//! ← {"ok":true,"result":{"instance":0}}
+//! → {"cmd":"replug"}                  (a fresh instance replaces an unplugged one)
+//! ← {"ok":true,"result":{"replaced":0,"instance":1}}
+//! → {"cmd":"audit"}
+//! ← {"ok":true,"result":{"summary":"instances=2 registered=1 ...","instances":[...]}}
 //! ← {"ok":false,"error":"unknown command \"foo\""}
 //! ```
+//!
+//! Only root (or the daemon's own user) may connect: the peer's credentials are checked.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -32,17 +40,36 @@ pub struct NodeStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub id: u32,
+    /// "registered", "unplugged" (unplugged, memory not yet released) or "released".
+    pub state: String,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     pub board: String,
-    /// Every node is registered.
+    pub lifetime: String,
+    pub errno_profile: String,
+    /// The newest instance is registered with every node.
     pub ready: bool,
-    pub nodes: Vec<NodeStatus>,
+    pub instances: Vec<InstanceStatus>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    Unplug {
+        #[serde(default)]
+        instance: Option<u32>,
+    },
+    Replug {
+        #[serde(default)]
+        instance: Option<u32>,
+    },
+    Audit,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +77,8 @@ pub struct Response {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -59,14 +88,30 @@ impl Response {
         Self {
             ok: false,
             status: None,
+            result: None,
             error: Some(msg.into()),
+        }
+    }
+
+    fn result(r: Result<serde_json::Value, String>) -> Self {
+        match r {
+            Ok(v) => Self {
+                ok: true,
+                status: None,
+                result: Some(v),
+                error: None,
+            },
+            Err(e) => Self::error(e),
         }
     }
 }
 
-/// What the control server asks of the daemon.
+/// What the control server asks of the daemon. Errors are messages for the user.
 pub trait Control: Send + Sync + 'static {
     fn status(&self) -> Status;
+    fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String>;
+    fn replug(&self, instance: Option<u32>) -> Result<serde_json::Value, String>;
+    fn audit(&self) -> serde_json::Value;
 }
 
 /// Answers one request line.
@@ -79,10 +124,19 @@ pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
         Ok(Request::Status) => Response {
             ok: true,
             status: Some(ctl.status()),
+            result: None,
             error: None,
         },
-        Err(_) => match v.get("cmd").and_then(|c| c.as_str()) {
-            Some(c) => Response::error(format!("unknown command {c:?} (known: status)")),
+        Ok(Request::Unplug { instance }) => Response::result(ctl.unplug(instance)),
+        Ok(Request::Replug { instance }) => Response::result(ctl.replug(instance)),
+        Ok(Request::Audit) => Response::result(Ok(ctl.audit())),
+        Err(e) => match v.get("cmd").and_then(|c| c.as_str()) {
+            Some(c @ ("status" | "unplug" | "replug" | "audit")) => {
+                Response::error(format!("bad arguments for {c:?}: {e}"))
+            }
+            Some(c) => Response::error(format!(
+                "unknown command {c:?} (known: status, unplug, replug, audit)"
+            )),
             None => Response::error("request has no \"cmd\" string"),
         },
     }
@@ -116,12 +170,35 @@ pub fn serve(path: &Path, ctl: Arc<dyn Control>) -> Result<(), ServerError> {
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                if let Err(e) = peer_allowed(&conn) {
+                    tracing::warn!(error = %e, "control connection refused");
+                    let mut c = &conn;
+                    let _ = c.write_all(
+                        format!("{}\n", serde_json::json!({"ok": false, "error": e})).as_bytes(),
+                    );
+                    continue;
+                }
                 let ctl = ctl.clone();
                 std::thread::spawn(move || serve_conn(conn, &*ctl));
             }
         })
         .expect("spawning the control thread");
     Ok(())
+}
+
+/// Root, or the user the daemon runs as.
+fn peer_allowed(conn: &UnixStream) -> Result<(), String> {
+    let cred = nix::sys::socket::getsockopt(conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() == 0 || cred.uid() == me {
+        Ok(())
+    } else {
+        Err(format!(
+            "uid {} may not control mcemu (root only)",
+            cred.uid()
+        ))
+    }
 }
 
 fn serve_conn(conn: UnixStream, ctl: &dyn Control) {
@@ -212,6 +289,39 @@ pub fn status_command(path: &Path, wait: Option<f64>) -> i32 {
     }
 }
 
+/// `mcemu ctl unplug|replug|audit`: sends `req`, prints the answer; returns the exit code.
+pub fn simple_command(path: &Path, req: &Request, summary_only: bool) -> i32 {
+    match request(path, req) {
+        Ok(Response {
+            ok: true,
+            result: Some(v),
+            ..
+        }) => {
+            if summary_only {
+                println!(
+                    "{}",
+                    v.get("summary").and_then(|s| s.as_str()).unwrap_or("")
+                );
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            0
+        }
+        Ok(r) => {
+            eprintln!(
+                "mcemu ctl: {}",
+                r.error
+                    .unwrap_or_else(|| "the daemon refused the request".into())
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("mcemu ctl: {e}");
+            2
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,9 +331,23 @@ mod tests {
         fn status(&self) -> Status {
             Status {
                 board: "n900".into(),
+                lifetime: "refcount".into(),
+                errno_profile: "mainline".into(),
                 ready: self.0,
-                nodes: vec![],
+                instances: vec![],
             }
+        }
+        fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String> {
+            match instance {
+                Some(7) => Err("instance 7 is not registered".into()),
+                _ => Ok(serde_json::json!({"instance": 0})),
+            }
+        }
+        fn replug(&self, _: Option<u32>) -> Result<serde_json::Value, String> {
+            Ok(serde_json::json!({"instance": 1}))
+        }
+        fn audit(&self) -> serde_json::Value {
+            serde_json::json!({"summary": "instances=1"})
         }
     }
 
@@ -239,6 +363,15 @@ mod tests {
             .starts_with("malformed request"));
         assert!(handle_line(&c, "{}").error.unwrap().contains("no \"cmd\""));
         assert!(handle_line(&c, "[1,2]").error.is_some());
+        assert!(handle_line(&c, "{\"cmd\":\"unplug\"}").ok);
+        let r = handle_line(&c, "{\"cmd\":\"unplug\",\"instance\":7}");
+        assert_eq!(r.error.as_deref(), Some("instance 7 is not registered"));
+        let r = handle_line(&c, "{\"cmd\":\"unplug\",\"instance\":\"x\"}");
+        assert!(r.error.unwrap().starts_with("bad arguments for \"unplug\""));
+        assert_eq!(
+            handle_line(&c, "{\"cmd\":\"audit\"}").result.unwrap()["summary"],
+            "instances=1"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod control;
 mod dispatch;
+mod instance;
 mod nodes;
 mod serve;
 
@@ -38,6 +39,15 @@ enum Command {
         /// Reader threads per node.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
+        /// Lifetime model: refcount (the RFC model: open handles and registered nodes pin the
+        /// media device; it is released at the last put).
+        #[arg(long, value_enum, default_value = "refcount")]
+        lifetime: Lifetime,
+        /// What handles left open see after unplug: mainline (Linux today), enodev (the 2024
+        /// proposal: ENODEV from the media node too) or strict (ENODEV everywhere; unplug waits
+        /// for calls in flight).
+        #[arg(long, value_enum, default_value = "mainline")]
+        errno_profile: instance::ErrnoProfile,
     },
     /// Talk to a running daemon.
     Ctl {
@@ -49,13 +59,36 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Lifetime {
+    Refcount,
+}
+
 #[derive(Subcommand)]
 enum CtlCommand {
-    /// Print the daemon's nodes as JSON. With --wait, wait until every node is registered
-    /// (exit 0) or the time runs out (exit 1; 2 if the daemon never answered).
+    /// Print the daemon's instances and nodes as JSON. With --wait, wait until every node of the
+    /// newest instance is registered (exit 0) or the time runs out (exit 1; 2 if the daemon never
+    /// answered).
     Status {
         #[arg(long, value_name = "SECONDS")]
         wait: Option<f64>,
+    },
+    /// Unplug an instance (default: the newest registered one): its nodes leave /dev at once,
+    /// handles still open get the errno profile's answers, memory goes after the last close.
+    Unplug {
+        #[arg(long)]
+        instance: Option<u32>,
+    },
+    /// Plug in a fresh instance in place of an unplugged one (default: the newest).
+    Replug {
+        #[arg(long)]
+        instance: Option<u32>,
+    },
+    /// Live objects per kind and instance, what pins them, and the release log. With --summary,
+    /// one line: instances= registered= unplugged= released= open_handles= live_objects= uaf_events=
+    Audit {
+        #[arg(long)]
+        summary: bool,
     },
 }
 
@@ -82,6 +115,8 @@ fn main() {
             control,
             major,
             threads,
+            lifetime: Lifetime::Refcount,
+            errno_profile,
         } => {
             let cfg = serve::ServeConfig {
                 board,
@@ -89,6 +124,7 @@ fn main() {
                 major,
                 threads: threads.into(),
                 dev_root: PathBuf::from("/dev"),
+                errno_profile,
             };
             match serve::run(cfg) {
                 Ok(()) => 0,
@@ -98,15 +134,23 @@ fn main() {
                 }
             }
         }
-        Command::Ctl {
-            control,
-            command: CtlCommand::Status { wait },
-        } => control::status_command(&control, wait),
+        Command::Ctl { control, command } => match command {
+            CtlCommand::Status { wait } => control::status_command(&control, wait),
+            CtlCommand::Unplug { instance } => {
+                control::simple_command(&control, &control::Request::Unplug { instance }, false)
+            }
+            CtlCommand::Replug { instance } => {
+                control::simple_command(&control, &control::Request::Replug { instance }, false)
+            }
+            CtlCommand::Audit { summary } => {
+                control::simple_command(&control, &control::Request::Audit, summary)
+            }
+        },
     };
     std::process::exit(code);
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -1,7 +1,8 @@
 //! The CUSE devices behind `/dev/mediaN`, `/dev/videoN` and `/dev/v4l-subdevN`.
 //!
 //! A registered node holds a reference to the media device, and so does every file handle open
-//! on it ([`MediaFh`]): the media device and its graph stay while either exists.
+//! on it ([`MediaFh`]): the media device and its graph stay while either exists. After unplug,
+//! every syscall on a handle still open gets what the instance's errno profile says.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use media_graph::{MediaDevice, MediaFh, SubdevIoctls, VideoIoctls};
 use parking_lot::Mutex;
 
 use crate::dispatch;
+use crate::instance::{InstanceState, NodeKind};
 
 /// What a node answers ioctls with.
 pub enum Handler {
@@ -20,17 +22,29 @@ pub enum Handler {
     Subdev(Arc<dyn SubdevIoctls>),
 }
 
+impl Handler {
+    fn kind(&self) -> NodeKind {
+        match self {
+            Handler::Media => NodeKind::Media,
+            Handler::Video(_) => NodeKind::Video,
+            Handler::Subdev(_) => NodeKind::Subdev,
+        }
+    }
+}
+
 pub struct Node {
     dev: Arc<MediaDevice>,
+    state: Arc<InstanceState>,
     handler: Handler,
     next_fh: AtomicU64,
     open: Mutex<HashMap<u64, MediaFh>>,
 }
 
 impl Node {
-    pub fn new(dev: Arc<MediaDevice>, handler: Handler) -> Arc<Self> {
+    pub fn new(dev: Arc<MediaDevice>, state: Arc<InstanceState>, handler: Handler) -> Arc<Self> {
         Arc::new(Self {
             dev,
+            state,
             handler,
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
@@ -40,6 +54,9 @@ impl Node {
 
 impl Device for Node {
     fn open(&self, _ctx: &Context<'_>, _flags: u32) -> Result<u64, Errno> {
+        if self.state.is_unplugged() {
+            return Err(self.open_refused());
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.open.lock().insert(fh, MediaFh::new(self.dev.clone()));
         Ok(fh)
@@ -50,10 +67,26 @@ impl Device for Node {
         drop(fh);
     }
 
+    fn open_refused(&self) -> Errno {
+        self.state.profile.open(self.handler.kind())
+    }
+
+    fn poll(&self, _ctx: &Context<'_>, _fh: u64, _events: u32) -> Result<u32, Errno> {
+        if self.state.is_unplugged() {
+            return Ok(self.state.profile.poll(self.handler.kind()));
+        }
+        // DEFAULT_POLLMASK, as media_poll()/v4l2_poll() answer without a poll op.
+        Ok((libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32)
+    }
+
     fn ioctl(&self, ctx: &Context<'_>, req: IoctlRequest<'_>, reply: ReplyIoctl) {
         if !self.open.lock().contains_key(&req.fh) {
             return reply.error(Errno::EBADF);
         }
+        // The registered check at entry; a call that passed it runs to completion.
+        let Some(_call) = self.state.enter() else {
+            return reply.error(self.state.profile.ioctl(self.handler.kind()));
+        };
         let mut round = IoctlRound::new(req, ctx.memory());
         match &self.handler {
             Handler::Media => dispatch::media(&*self.dev, &mut round, reply),
@@ -62,8 +95,8 @@ impl Device for Node {
         }
     }
 
-    // read/write: EINVAL (none of these nodes has read/write); poll: DEFAULT_POLLMASK, as
-    // media_poll() answers for a registered node without a poll op. Both are the trait defaults.
+    // read/write: EINVAL before and after unplug: none of these nodes has a read/write op, and
+    // that check comes first in the kernel (the trait default).
 }
 
 #[cfg(test)]
@@ -93,12 +126,25 @@ mod tests {
     }
 
     fn start(board: Board) -> (InProcKernel, Arc<Audit>, cuse::SessionHandle) {
+        start_with(
+            board,
+            Arc::new(InstanceState::new(
+                0,
+                crate::instance::ErrnoProfile::Mainline,
+            )),
+        )
+    }
+
+    fn start_with(
+        board: Board,
+        state: Arc<InstanceState>,
+    ) -> (InProcKernel, Arc<Audit>, cuse::SessionHandle) {
         let audit = Audit::new();
         let dev = MediaDevice::new(board.media_device_info(0x060100), audit.clone());
         build(board, &dev, &mut Numbers(0)).unwrap();
         dev.register();
         let k = InProcKernel::new();
-        let node = Node::new(dev, Handler::Media);
+        let node = Node::new(dev, state, Handler::Media);
         let s = Session::start(k.transport(), &DeviceInfo::new("media0"), node).unwrap();
         let h = s.handle();
         std::thread::spawn(move || s.run(1));
@@ -276,12 +322,28 @@ mod tests {
 
     #[test]
     fn media_device_lives_while_a_handle_is_open_after_unregistration() {
-        let (k, audit, h) = start(Board::N900);
+        let state = Arc::new(InstanceState::new(
+            0,
+            crate::instance::ErrnoProfile::Mainline,
+        ));
+        let (k, audit, h) = start_with(Board::N900, state.clone());
         let f = k.open(libc::O_RDWR).unwrap();
+        let (r, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
+        assert_eq!(r, Ok(0));
+        state.unplug();
         h.unregister();
         assert_eq!(audit.live(Kind::MediaDevice), 1);
         let (r, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
-        assert_eq!(r, Ok(0), "the open handle is still served");
+        assert_eq!(
+            r,
+            Err(Errno::EIO),
+            "mainline: media ioctls after unregister give EIO"
+        );
+        assert_eq!(f.read(4), Err(Errno::EINVAL));
+        assert_eq!(
+            f.poll(libc::POLLIN as u32),
+            (libc::POLLERR | libc::POLLHUP) as u32
+        );
         f.close().unwrap();
         // Session closed at the last release; the node and its pin go with the session thread.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

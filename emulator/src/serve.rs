@@ -2,18 +2,21 @@
 //! shuts down cleanly on SIGINT/SIGTERM.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cuse::channel::{ensure_cuse_loaded, pick_local_major, DevCuse, OpenError};
 use cuse::{Device, DeviceInfo, Errno, Session, SessionError, SessionHandle};
-use media_graph::{running_kernel_version, Audit, MediaDevice};
+use media_graph::{running_kernel_version, Audit, Kind, MediaDevice};
 use nix::sys::signal::{SigSet, Signal};
 use omap3isp::nodes::{IspSubdev, IspVideo};
 use omap3isp::topology::{NodeRegistrar, SubdevInfo, VideoNodeInfo};
 use omap3isp::Board;
 use parking_lot::Mutex;
 
-use crate::control::{Control, NodeStatus, Status};
+use crate::control::{Control, InstanceStatus, NodeStatus, Status};
+use crate::instance::{ErrnoProfile, InstanceState};
 use crate::nodes::{Handler, Node};
 
 #[derive(Debug, Clone)]
@@ -25,6 +28,7 @@ pub struct ServeConfig {
     pub threads: usize,
     /// Where device nodes appear (devtmpfs), to find free names.
     pub dev_root: PathBuf,
+    pub errno_profile: ErrnoProfile,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,37 +59,296 @@ struct NodeEntry {
     transport: Arc<DevCuse>,
 }
 
+/// One plugged-in device: its nodes, its media device (the driver's reference, dropped at
+/// unplug), its live-object counters and its release log.
+struct Instance {
+    id: u32,
+    state: Arc<InstanceState>,
+    nodes: Vec<NodeEntry>,
+    media: Option<Arc<MediaDevice>>,
+    audit: Arc<Audit>,
+    released: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Instance {
+    fn state_name(&self) -> &'static str {
+        if self.released.load(Ordering::SeqCst) {
+            "released"
+        } else if self.state.is_unplugged() {
+            "unplugged"
+        } else {
+            "registered"
+        }
+    }
+}
+
 struct Daemon {
-    board: Board,
-    dev_root: PathBuf,
-    nodes: Mutex<Vec<NodeEntry>>,
+    cfg: ServeConfig,
+    kernel_version: u32,
+    numbers: Mutex<Numbers>,
+    instances: Mutex<Vec<Instance>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    started: std::time::Instant,
+}
+
+impl Daemon {
+    fn stamp(&self) -> String {
+        format!("{:.3}", self.started.elapsed().as_secs_f64())
+    }
+
+    /// Probe: a fresh instance with its graph, nodes and media device.
+    fn plug(&self) -> Result<u32, ServeError> {
+        let id = self.instances.lock().len() as u32;
+        let state = Arc::new(InstanceState::new(id, self.cfg.errno_profile));
+        let audit = Audit::new();
+        let media = MediaDevice::new(
+            self.cfg.board.media_device_info(self.kernel_version),
+            audit.clone(),
+        );
+        let released = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (released, log, t0) = (released.clone(), log.clone(), self.started);
+            media.set_release(move || {
+                log.lock().push(format!(
+                    "{:.3} media device released",
+                    t0.elapsed().as_secs_f64()
+                ));
+                released.store(true, Ordering::SeqCst);
+                tracing::info!(instance = id, "media device released");
+            });
+        }
+        let mut reg = Registrar {
+            daemon: self,
+            dev: media.clone(),
+            state: state.clone(),
+            log: log.clone(),
+            nodes: Vec::new(),
+        };
+        // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
+        let built = omap3isp::topology::build(self.cfg.board, &media, &mut reg).and_then(|_| {
+            // ...and the media node last.
+            media.register();
+            reg.node("media", "media", Handler::Media)
+        });
+        let nodes = std::mem::take(&mut reg.nodes);
+        if let Err(e) = built {
+            // Registration failed half way: take down what exists.
+            state.unplug();
+            for n in &nodes {
+                n.handle.unregister();
+            }
+            return Err(e);
+        }
+        log.lock()
+            .push(format!("{} registered {} nodes", self.stamp(), nodes.len()));
+        tracing::info!(
+            instance = id,
+            board = self.cfg.board.name(),
+            nodes = nodes.len(),
+            "registered"
+        );
+        self.instances.lock().push(Instance {
+            id,
+            state,
+            nodes,
+            media: Some(media),
+            audit,
+            released,
+            log,
+        });
+        Ok(id)
+    }
+
+    /// Unbind: new syscalls get the profile's errnos, nodes leave /dev, each node's channel
+    /// closes at its last release, and the media device goes after the last reference.
+    fn unplug(&self, id: Option<u32>) -> Result<u32, String> {
+        let (state, media, handles, log) = {
+            let mut insts = self.instances.lock();
+            let inst = match id {
+                Some(id) => insts
+                    .iter_mut()
+                    .find(|i| i.id == id)
+                    .ok_or_else(|| format!("no instance {id}"))?,
+                None => insts
+                    .iter_mut()
+                    .rev()
+                    .find(|i| !i.state.is_unplugged())
+                    .ok_or("no registered instance to unplug")?,
+            };
+            if inst.state.is_unplugged() {
+                return Err(format!("instance {} is already unplugged", inst.id));
+            }
+            let handles: Vec<SessionHandle> = inst.nodes.iter().map(|n| n.handle.clone()).collect();
+            (
+                inst.state.clone(),
+                inst.media.take(),
+                handles,
+                inst.log.clone(),
+            )
+        };
+        state.unplug();
+        if let Some(m) = &media {
+            m.unregister();
+        }
+        if self.cfg.errno_profile == ErrnoProfile::Strict
+            && !state.wait_idle(Duration::from_secs(10))
+        {
+            tracing::warn!(
+                instance = state.id,
+                calls = state.active_calls(),
+                "calls still in flight after 10 s"
+            );
+        }
+        for h in handles {
+            h.unregister();
+        }
+        log.lock().push(format!("{} unplugged", self.stamp()));
+        tracing::info!(instance = state.id, "unplugged");
+        // The driver's own reference goes last; open handles and live nodes keep it alive.
+        drop(media);
+        Ok(state.id)
+    }
+
+    fn replug(&self, id: Option<u32>) -> Result<(Option<u32>, u32), String> {
+        let replaced = {
+            let insts = self.instances.lock();
+            match id {
+                Some(id) => {
+                    let i = insts
+                        .iter()
+                        .find(|i| i.id == id)
+                        .ok_or_else(|| format!("no instance {id}"))?;
+                    if !i.state.is_unplugged() {
+                        return Err(format!(
+                            "instance {id} is still registered: unplug it first"
+                        ));
+                    }
+                    Some(id)
+                }
+                None => {
+                    if insts.iter().any(|i| !i.state.is_unplugged()) {
+                        return Err("an instance is still registered: unplug it first".into());
+                    }
+                    insts.last().map(|i| i.id)
+                }
+            }
+        };
+        let new = self.plug().map_err(|e| crate::error_chain(&e))?;
+        Ok((replaced, new))
+    }
+
+    fn shutdown(&self) {
+        for inst in self.instances.lock().iter_mut() {
+            inst.state.unplug();
+            for n in &inst.nodes {
+                n.handle.close();
+            }
+            inst.media.take();
+        }
+        // Each node's thread ends with its channel and drops the node's media device
+        // reference; the media device is released after the last one.
+        let threads: Vec<_> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Control for Daemon {
     fn status(&self) -> Status {
-        let nodes: Vec<NodeStatus> = self
-            .nodes
-            .lock()
+        let insts = self.instances.lock();
+        let instances: Vec<InstanceStatus> = insts
             .iter()
-            .map(|n| {
-                let devt = n.transport.devt();
-                NodeStatus {
-                    name: n.name.clone(),
-                    path: self.dev_root.join(&n.name).display().to_string(),
-                    kind: n.kind.into(),
-                    registered: !n.handle.is_closed() && devt.is_some(),
-                    major: devt.map(|d| d.0),
-                    minor: devt.map(|d| d.1),
-                    open_handles: n.handle.open_handles(),
-                }
+            .map(|i| InstanceStatus {
+                id: i.id,
+                state: i.state_name().into(),
+                nodes: i
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let devt = n.transport.devt();
+                        NodeStatus {
+                            name: n.name.clone(),
+                            path: self.cfg.dev_root.join(&n.name).display().to_string(),
+                            kind: n.kind.into(),
+                            registered: !i.state.is_unplugged()
+                                && !n.handle.is_closed()
+                                && devt.is_some(),
+                            major: devt.map(|d| d.0),
+                            minor: devt.map(|d| d.1),
+                            open_handles: n.handle.open_handles(),
+                        }
+                    })
+                    .collect(),
             })
             .collect();
         Status {
-            board: self.board.name().into(),
-            ready: !nodes.is_empty() && nodes.iter().all(|n| n.registered),
-            nodes,
+            board: self.cfg.board.name().into(),
+            lifetime: "refcount".into(),
+            errno_profile: self.cfg.errno_profile.name().into(),
+            ready: instances
+                .last()
+                .is_some_and(|i| !i.nodes.is_empty() && i.nodes.iter().all(|n| n.registered)),
+            instances,
         }
+    }
+
+    fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String> {
+        self.unplug(instance)
+            .map(|id| serde_json::json!({ "instance": id }))
+    }
+
+    fn replug(&self, instance: Option<u32>) -> Result<serde_json::Value, String> {
+        self.replug(instance)
+            .map(|(old, new)| serde_json::json!({ "replaced": old, "instance": new }))
+    }
+
+    fn audit(&self) -> serde_json::Value {
+        let insts = self.instances.lock();
+        let mut total = [0usize; 4]; // registered, unplugged, released, open handles
+        let mut live_objects = 0i64;
+        let per: Vec<serde_json::Value> = insts
+            .iter()
+            .map(|i| {
+                match i.state_name() {
+                    "registered" => total[0] += 1,
+                    "unplugged" => total[1] += 1,
+                    _ => total[2] += 1,
+                }
+                let open = i.audit.live(Kind::FileHandle);
+                total[3] += open.max(0) as usize;
+                let live: serde_json::Map<String, serde_json::Value> =
+                    i.audit.snapshot().into_iter().map(|(k, n)| (k.to_string(), n.into())).collect();
+                live_objects += i.audit.snapshot().iter().map(|(_, n)| n).sum::<i64>();
+                // Who pins the media device: the driver until unplug, each node whose channel is
+                // still open, each open file handle.
+                let pins: Vec<serde_json::Value> = i
+                    .nodes
+                    .iter()
+                    .filter(|n| !n.handle.is_closed())
+                    .map(|n| serde_json::json!({ "node": n.name, "open_handles": n.handle.open_handles() }))
+                    .collect();
+                serde_json::json!({
+                    "id": i.id,
+                    "state": i.state_name(),
+                    "live": live,
+                    "pins": { "driver": i.media.is_some(), "nodes": pins },
+                    "log": *i.log.lock(),
+                })
+            })
+            .collect();
+        let summary = format!(
+            "instances={} registered={} unplugged={} released={} open_handles={} live_objects={} uaf_events=0",
+            insts.len(),
+            total[0],
+            total[1],
+            total[2],
+            total[3],
+            live_objects
+        );
+        serde_json::json!({ "summary": summary, "instances": per })
     }
 }
 
@@ -146,10 +409,10 @@ fn register<D: Device>(
 /// Registers each device node through CUSE as the ISP graph is built, and serves it.
 struct Registrar<'a> {
     daemon: &'a Daemon,
-    numbers: Numbers,
     dev: Arc<MediaDevice>,
-    kernel_version: u32,
-    threads: usize,
+    state: Arc<InstanceState>,
+    log: Arc<Mutex<Vec<String>>>,
+    nodes: Vec<NodeEntry>,
 }
 
 impl Registrar<'_> {
@@ -159,28 +422,30 @@ impl Registrar<'_> {
         kind: &'static str,
         handler: Handler,
     ) -> Result<(u32, u32), ServeError> {
-        let name = free_name(&self.daemon.dev_root, prefix)?;
-        let (session, transport) = register(
-            &name,
-            &mut self.numbers,
-            Node::new(self.dev.clone(), handler),
-        )?;
+        let name = free_name(&self.daemon.cfg.dev_root, prefix)?;
+        let node = Node::new(self.dev.clone(), self.state.clone(), handler);
+        let (session, transport) = register(&name, &mut self.daemon.numbers.lock(), node)?;
         let devt = transport
             .devt()
             .ok_or_else(|| ServeError::NoDevt(name.clone()))?;
         tracing::debug!(node = %name, ?devt, "registered");
-        self.daemon.nodes.lock().push(NodeEntry {
+        self.nodes.push(NodeEntry {
             name: name.clone(),
             kind,
             handle: session.handle(),
             transport,
         });
-        let threads = self.threads;
+        let threads = self.daemon.cfg.threads;
+        let (log, t0) = (self.log.clone(), self.daemon.started);
         let t = std::thread::Builder::new()
             .name(format!("serve-{name}"))
             .spawn(move || {
                 session.run(threads);
+                log.lock()
+                    .push(format!("{:.3} {name} closed", t0.elapsed().as_secs_f64()));
                 tracing::debug!(node = %name, "channel closed");
+                // The node's media device reference goes with the session.
+                drop(session);
             })
             .expect("spawning a node thread");
         self.daemon.threads.lock().push(t);
@@ -195,7 +460,7 @@ impl NodeRegistrar for Registrar<'_> {
         let h = IspVideo {
             name: node.name.clone(),
             capture: node.capture,
-            kernel_version: self.kernel_version,
+            kernel_version: self.daemon.kernel_version,
         };
         self.node("video", "video", Handler::Video(Arc::new(h)))
     }
@@ -203,7 +468,7 @@ impl NodeRegistrar for Registrar<'_> {
     fn register_subdev(&mut self, node: &SubdevInfo) -> Result<(u32, u32), ServeError> {
         let h = IspSubdev {
             name: node.name.clone(),
-            kernel_version: self.kernel_version,
+            kernel_version: self.daemon.kernel_version,
         };
         self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))
     }
@@ -223,54 +488,24 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         Some(m) => m,
         None => pick_local_major().unwrap_or(0),
     };
-    let numbers = Numbers {
-        major,
-        next_minor: 0,
-    };
-    let kernel_version = running_kernel_version();
     let daemon = Arc::new(Daemon {
-        board: cfg.board,
-        dev_root: cfg.dev_root.clone(),
-        nodes: Mutex::new(Vec::new()),
+        cfg: cfg.clone(),
+        kernel_version: running_kernel_version(),
+        numbers: Mutex::new(Numbers {
+            major,
+            next_minor: 0,
+        }),
+        instances: Mutex::new(Vec::new()),
         threads: Mutex::new(Vec::new()),
+        started: std::time::Instant::now(),
     });
-
-    let audit = Audit::new();
-    let media = MediaDevice::new(cfg.board.media_device_info(kernel_version), audit);
-    media.set_release(|| tracing::info!("media device released"));
-    let mut reg = Registrar {
-        daemon: &daemon,
-        numbers,
-        dev: media.clone(),
-        kernel_version,
-        threads: cfg.threads,
-    };
-    // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
-    omap3isp::topology::build(cfg.board, &media, &mut reg)?;
-    // ...and the media node last.
-    media.register();
-    reg.node("media", "media", Handler::Media)?;
-    drop(reg);
-    drop(media);
-    tracing::info!(
-        board = cfg.board.name(),
-        nodes = daemon.nodes.lock().len(),
-        "registered"
-    );
-
+    daemon.plug()?;
     crate::control::serve(&cfg.control, daemon.clone())?;
     tracing::info!(control = %cfg.control.display(), "ready");
 
     let sig = sigs.wait().ok();
     tracing::info!(signal = ?sig, "shutting down");
-    for n in daemon.nodes.lock().iter() {
-        n.handle.close();
-    }
-    // Each node's thread ends with its channel and drops the node's media device reference; the
-    // media device is released after the last one.
-    for t in daemon.threads.lock().drain(..) {
-        let _ = t.join();
-    }
+    daemon.shutdown();
     let _ = std::fs::remove_file(&cfg.control);
     Ok(())
 }

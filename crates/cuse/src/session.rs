@@ -75,6 +75,11 @@ pub trait Device: Send + Sync + 'static {
     fn open(&self, ctx: &Context<'_>, flags: u32) -> Result<u64, Errno>;
     /// The last close of an open file. The reply is sent by the session, immediately.
     fn release(&self, fh: u64);
+    /// The errno for an open() that reaches the node after it was unregistered (through a stale
+    /// or bind-mounted node).
+    fn open_refused(&self) -> Errno {
+        Errno::ENODEV
+    }
     fn read(&self, _ctx: &Context<'_>, _fh: u64, _size: u32, _flags: u32, reply: ReplyData) {
         reply.error(Errno::EINVAL)
     }
@@ -138,9 +143,17 @@ struct State {
     unregistered: bool,
 }
 
+/// How long a channel stays open after the last release of an unregistered node, answering
+/// late OPENs (from opens that found the path before it was removed) with the refusal errno
+/// instead of letting the kernel abort them with ECONNABORTED.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub(crate) struct Shared {
     transport: Arc<dyn Transport>,
     name: String,
+    /// When the last request was read, in ms since `epoch`.
+    last_request: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
     pending: Mutex<HashMap<u64, Pending>>,
     polls: Mutex<HashMap<u64, HashSet<u64>>>,
     state: Mutex<State>,
@@ -214,6 +227,13 @@ impl Shared {
         }
     }
 
+    fn wake_all(&self) {
+        let fhs: Vec<u64> = self.polls.lock().keys().copied().collect();
+        for fh in fhs {
+            self.wake(fh);
+        }
+    }
+
     fn wake(&self, fh: u64) {
         let khs: Vec<u64> = self
             .polls
@@ -234,6 +254,30 @@ impl Shared {
             {
                 tracing::debug!(kh, error = %e, "poll notification not delivered");
             }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Closes once no request has come in for [`LINGER`].
+    fn close_when_quiet(self: &Arc<Self>) {
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("cuse-linger-{}", self.name))
+            .spawn(move || loop {
+                std::thread::sleep(LINGER);
+                let idle = me
+                    .now_ms()
+                    .saturating_sub(me.last_request.load(Ordering::SeqCst));
+                if idle >= LINGER.as_millis() as u64 {
+                    me.close();
+                    return;
+                }
+            });
+        if spawned.is_err() {
+            self.close();
         }
     }
 
@@ -260,8 +304,10 @@ impl SessionHandle {
             st.open.is_empty()
         };
         self.0.transport.hide(&self.0.name);
+        // Pollers re-poll and see the device's unregistered state.
+        self.0.wake_all();
         if close_now {
-            self.0.close();
+            self.0.close_when_quiet();
         }
     }
     pub fn open_handles(&self) -> usize {
@@ -373,6 +419,8 @@ impl<D: Device> Session<D> {
             polls: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
             closed: AtomicBool::new(false),
+            last_request: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         });
         if !transport.registered(info) {
             transport.close();
@@ -415,6 +463,9 @@ impl<D: Device> Session<D> {
                     break;
                 }
             };
+            self.shared
+                .last_request
+                .store(self.shared.now_ms(), Ordering::SeqCst);
             self.dispatch(&buf[..n]);
         }
     }
@@ -445,7 +496,7 @@ impl<D: Device> Session<D> {
         match op {
             Operation::Open(o) => {
                 if shared.state.lock().unregistered {
-                    let _ = reply().send(libc::ENODEV, &[]);
+                    let _ = reply().send(self.device.open_refused() as i32, &[]);
                     return;
                 }
                 match self.device.open(&ctx, o.flags) {
@@ -540,7 +591,7 @@ impl<D: Device> Session<D> {
             st.unregistered && st.open.is_empty()
         };
         if close {
-            self.shared.close();
+            self.shared.close_when_quiet();
         }
     }
 }

@@ -1,0 +1,175 @@
+//! One emulated device instance's unplug state: the "registered" bit checked at syscall entry,
+//! the errnos handles see after unplug (errno profiles, lifetime.md §1.3 and §6), and the
+//! "active calls" counter that lets simulated hardware teardown wait for calls in flight.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cuse::Errno;
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+
+/// The node types, as the errno tables distinguish them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Media,
+    Video,
+    Subdev,
+}
+
+/// What handles left open see after unplug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrnoProfile {
+    /// Linux today: video/subdev ioctls ENODEV, media ioctls EIO, stale media open ENXIO,
+    /// poll ERR|HUP (+PRI on video/subdev), blocked DQEVENT keeps blocking.
+    Mainline,
+    /// Hans Verkuil's 2024 proposal: the media node answers ENODEV as the V4L2 nodes do.
+    Enodev,
+    /// ENODEV everywhere, every blocked call wakes with ENODEV, and unplug waits for calls in
+    /// flight to finish.
+    Strict,
+}
+
+impl ErrnoProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrnoProfile::Mainline => "mainline",
+            ErrnoProfile::Enodev => "enodev",
+            ErrnoProfile::Strict => "strict",
+        }
+    }
+
+    /// An ioctl on a handle opened before unplug.
+    pub fn ioctl(self, kind: NodeKind) -> Errno {
+        match (self, kind) {
+            (ErrnoProfile::Mainline, NodeKind::Media) => Errno::EIO,
+            _ => Errno::ENODEV,
+        }
+    }
+
+    /// open() of a node path that outlived the unplug (a stale or bind-mounted node).
+    pub fn open(self, kind: NodeKind) -> Errno {
+        match (self, kind) {
+            (ErrnoProfile::Mainline, NodeKind::Media) => Errno::ENXIO,
+            _ => Errno::ENODEV,
+        }
+    }
+
+    /// poll() revents on a handle opened before unplug.
+    pub fn poll(self, kind: NodeKind) -> u32 {
+        let base = (libc::POLLERR | libc::POLLHUP) as u32;
+        match kind {
+            NodeKind::Media => base,
+            // EPOLLPRI so that select() on exceptfds wakes too (5cb0a64effe7).
+            NodeKind::Video | NodeKind::Subdev => base | libc::POLLPRI as u32,
+        }
+    }
+}
+
+/// Shared by every node of an instance.
+pub struct InstanceState {
+    pub id: u32,
+    pub profile: ErrnoProfile,
+    unplugged: AtomicBool,
+    active: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// A call in flight; dropping it ends the call.
+pub struct CallGuard<'a>(&'a InstanceState);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.active.lock();
+        *n -= 1;
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+impl InstanceState {
+    pub fn new(id: u32, profile: ErrnoProfile) -> Self {
+        Self {
+            id,
+            profile,
+            unplugged: AtomicBool::new(false),
+            active: Mutex::new(0),
+            idle: Condvar::new(),
+        }
+    }
+
+    /// The registered check at syscall entry: a guard for the call, or None once unplugged.
+    pub fn enter(&self) -> Option<CallGuard<'_>> {
+        let mut n = self.active.lock();
+        if self.unplugged.load(Ordering::SeqCst) {
+            return None;
+        }
+        *n += 1;
+        Some(CallGuard(self))
+    }
+
+    pub fn is_unplugged(&self) -> bool {
+        self.unplugged.load(Ordering::SeqCst)
+    }
+
+    /// Clears the registered bit. Returns false if it was already unplugged.
+    pub fn unplug(&self) -> bool {
+        let _n = self.active.lock();
+        !self.unplugged.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn active_calls(&self) -> usize {
+        *self.active.lock()
+    }
+
+    /// Waits until no call is in flight; false on timeout.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut n = self.active.lock();
+        while *n > 0 {
+            if self.idle.wait_until(&mut n, deadline).timed_out() {
+                return *n == 0;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles() {
+        assert_eq!(ErrnoProfile::Mainline.ioctl(NodeKind::Media), Errno::EIO);
+        assert_eq!(ErrnoProfile::Mainline.ioctl(NodeKind::Video), Errno::ENODEV);
+        assert_eq!(ErrnoProfile::Mainline.open(NodeKind::Media), Errno::ENXIO);
+        assert_eq!(ErrnoProfile::Enodev.ioctl(NodeKind::Media), Errno::ENODEV);
+        assert_eq!(ErrnoProfile::Enodev.open(NodeKind::Media), Errno::ENODEV);
+        assert_eq!(ErrnoProfile::Strict.ioctl(NodeKind::Subdev), Errno::ENODEV);
+        let pri = libc::POLLPRI as u32;
+        assert_eq!(ErrnoProfile::Mainline.poll(NodeKind::Media) & pri, 0);
+        assert_ne!(ErrnoProfile::Mainline.poll(NodeKind::Video) & pri, 0);
+    }
+
+    #[test]
+    fn calls_in_flight_finish_and_unplug_can_wait_for_them() {
+        let s = std::sync::Arc::new(InstanceState::new(0, ErrnoProfile::Strict));
+        let g = s.enter().unwrap();
+        assert_eq!(s.active_calls(), 1);
+        assert!(s.unplug());
+        assert!(!s.unplug(), "double unplug is refused");
+        assert!(s.enter().is_none(), "new calls are refused after unplug");
+        assert!(
+            !s.wait_idle(Duration::from_millis(20)),
+            "the call in flight is still running"
+        );
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.wait_idle(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        drop(g);
+        assert!(t.join().unwrap());
+    }
+}

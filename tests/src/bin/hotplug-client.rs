@@ -1,0 +1,511 @@
+//! Hot-unplug scenarios against a running `mcemu serve`, driven through `mcemu ctl`:
+//!
+//!   hotplug-client errnos mainline|enodev|strict   handles left open across unplug, replug, close order
+//!   hotplug-client selftests CYCLES                the kernel selftests' loops while unplugging
+//!   hotplug-client stress CYCLES THREADS           random open/ioctl/close across unplug/replug cycles
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ioctl_abi::media::{media_device_info, MEDIA_IOC_DEVICE_INFO};
+use ioctl_abi::subdev::{v4l2_subdev_capability, VIDIOC_SUBDEV_QUERYCAP};
+use ioctl_abi::videodev2::{v4l2_capability, VIDIOC_QUERYCAP};
+use mcemu_tests::{expect, Report};
+use nix::errno::Errno;
+use parking_lot::Mutex;
+
+fn open(path: &str) -> Result<OwnedFd, Errno> {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(|fd| {
+        // SAFETY: open() returned a new descriptor that nothing else owns.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    })
+}
+
+/// The node's identifying ioctl: DEVICE_INFO, QUERYCAP or SUBDEV_QUERYCAP by its name.
+fn probe(fd: &OwnedFd, path: &str) -> Result<(), Errno> {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let r = if name.starts_with("media") {
+        let mut v = media_device_info::zeroed();
+        // SAFETY: `v` is a live struct of the size the command encodes.
+        unsafe { libc::ioctl(fd.as_raw_fd(), MEDIA_IOC_DEVICE_INFO as _, &mut v) }
+    } else if name.starts_with("v4l-subdev") {
+        let mut v = v4l2_subdev_capability::zeroed();
+        // SAFETY: as above.
+        unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_SUBDEV_QUERYCAP as _, &mut v) }
+    } else {
+        let mut v = v4l2_capability::zeroed();
+        // SAFETY: as above.
+        unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_QUERYCAP as _, &mut v) }
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+fn read(fd: &OwnedFd) -> Result<usize, Errno> {
+    let mut b = [0u8; 16];
+    nix::unistd::read(fd.as_raw_fd(), &mut b)
+}
+
+fn poll(fd: &OwnedFd, events: i16, timeout_ms: i32) -> (i32, i16) {
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    }];
+    // SAFETY: `p` is a valid array of one pollfd.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 1, timeout_ms) };
+    (n, p[0].revents)
+}
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("mcemu")
+        .arg("ctl")
+        .args(args)
+        .output()
+        .expect("running mcemu ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_ok(args: &[&str]) -> Result<String, String> {
+    match ctl(args) {
+        (0, out, _) => Ok(out),
+        (c, _, err) => Err(format!(
+            "mcemu ctl {}: exit {c}: {}",
+            args.join(" "),
+            err.trim()
+        )),
+    }
+}
+
+fn summary() -> String {
+    ctl(&["audit", "--summary"]).1.trim().to_string()
+}
+
+fn field(summary: &str, key: &str) -> i64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Node paths of the newest instance, by kind: (media, videos, subdevs).
+fn nodes() -> (String, Vec<String>, Vec<String>) {
+    let out = ctl_ok(&["status"]).expect("status");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    let inst = v["instances"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    let mut media = String::new();
+    let (mut videos, mut subdevs) = (Vec::new(), Vec::new());
+    for n in inst["nodes"].as_array().cloned().unwrap_or_default() {
+        let path = n["path"].as_str().unwrap_or("").to_string();
+        match n["kind"].as_str() {
+            Some("media") => media = path,
+            Some("video") => videos.push(path),
+            _ => subdevs.push(path),
+        }
+    }
+    (media, videos, subdevs)
+}
+
+fn wait_for(cond: impl Fn() -> bool, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+fn errnos(profile: &str, r: &mut Report) {
+    let media_errno = if profile == "mainline" {
+        Errno::EIO
+    } else {
+        Errno::ENODEV
+    };
+    let (media, videos, subdevs) = nodes();
+    let (video, subdev) = (videos[2].clone(), subdevs[2].clone());
+    let m = open(&media).expect("open media");
+    let v = open(&video).expect("open video");
+    let s = open(&subdev).expect("open subdev");
+    r.check("ioctls work before unplug", {
+        expect(
+            probe(&m, &media).is_ok() && probe(&v, &video).is_ok() && probe(&s, &subdev).is_ok(),
+            || "a probe ioctl failed".into(),
+        )
+    });
+    // Parked pollers: POLLPRI only, which the nodes never report while registered.
+    let (vp, mp) = (v.try_clone().unwrap(), m.try_clone().unwrap());
+    let parked_v = std::thread::spawn(move || poll(&vp, libc::POLLPRI, 10_000));
+    let parked_m = std::thread::spawn(move || poll(&mp, libc::POLLPRI, 10_000));
+    std::thread::sleep(Duration::from_millis(200));
+    r.check(
+        "pollers are parked before unplug",
+        expect(!parked_v.is_finished() && !parked_m.is_finished(), || {
+            "poll(POLLPRI) returned while registered".into()
+        }),
+    );
+    r.check("mcemu ctl unplug", ctl_ok(&["unplug"]).map(|_| ()));
+    r.check("nodes leave /dev at once", {
+        let gone = [&media, &video, &subdev]
+            .iter()
+            .all(|p| open(p).err() == Some(Errno::ENOENT));
+        expect(gone, || "a node path still opens".into())
+    });
+    r.check(&format!("media ioctl after unplug: {media_errno}"), {
+        let e = probe(&m, &media);
+        expect(e == Err(media_errno), || format!("{e:?}"))
+    });
+    r.check("video and subdev ioctls after unplug: ENODEV", {
+        let (a, b) = (probe(&v, &video), probe(&s, &subdev));
+        expect(a == Err(Errno::ENODEV) && b == Err(Errno::ENODEV), || {
+            format!("{a:?} {b:?}")
+        })
+    });
+    r.check("read after unplug: EINVAL (no read op)", {
+        let (a, b) = (read(&m), read(&v));
+        expect(a == Err(Errno::EINVAL) && b == Err(Errno::EINVAL), || {
+            format!("{a:?} {b:?}")
+        })
+    });
+    r.check("parked poll on the video node wakes with ERR|HUP|PRI", {
+        let (n, rev) = parked_v.join().unwrap();
+        let want = libc::POLLERR | libc::POLLHUP | libc::POLLPRI;
+        expect(n == 1 && rev == want, || {
+            format!("poll {n} revents {rev:#x}")
+        })
+    });
+    r.check("parked poll on the media node wakes with ERR|HUP", {
+        let (n, rev) = parked_m.join().unwrap();
+        expect(n == 1 && rev == libc::POLLERR | libc::POLLHUP, || {
+            format!("poll {n} revents {rev:#x}")
+        })
+    });
+    r.check("poll on the subdev node: ERR|HUP|PRI", {
+        let (n, rev) = poll(&s, libc::POLLIN | libc::POLLPRI, 0);
+        expect(
+            n == 1 && rev == libc::POLLERR | libc::POLLHUP | libc::POLLPRI,
+            || format!("{n} {rev:#x}"),
+        )
+    });
+    r.check(
+        "double unplug is refused with a message",
+        match ctl(&["unplug", "--instance", "0"]) {
+            (1, _, err) if err.contains("already unplugged") => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    r.check("audit: unplugged, not released, 3 handles pin it", {
+        let s = summary();
+        expect(
+            field(&s, "unplugged") == 1
+                && field(&s, "released") == 0
+                && field(&s, "open_handles") == 3,
+            || s.clone(),
+        )
+    });
+    // Replug while the old handles are open: a fresh instance on new node numbers.
+    r.check(
+        "replug while old handles are open",
+        ctl_ok(&["replug"]).map(|_| ()),
+    );
+    r.check(
+        "the new instance is ready",
+        ctl_ok(&["status", "--wait", "30"]).map(|_| ()),
+    );
+    let (new_media, new_videos, _) = nodes();
+    r.check(
+        "the new nodes take other numbers while the old ones are held",
+        {
+            expect(new_media != media && !new_videos.contains(&video), || {
+                format!("{new_media} {new_videos:?}")
+            })
+        },
+    );
+    r.check("the new media node answers", {
+        let fd = open(&new_media).map_err(|e| e.to_string());
+        fd.and_then(|fd| probe(&fd, &new_media).map_err(|e| e.to_string()))
+    });
+    r.check("old handles still get the unplug errnos", {
+        let e = probe(&v, &video);
+        expect(e == Err(Errno::ENODEV), || format!("{e:?}"))
+    });
+    // Close order: media first, then subdev, then video; the memory goes at the last close.
+    drop(m);
+    std::thread::sleep(Duration::from_millis(50));
+    r.check("still pinned after closing the media handle", {
+        let s = summary();
+        expect(field(&s, "released") == 0, || s.clone())
+    });
+    drop(s);
+    drop(v);
+    r.check(
+        "released after the last close; the old instance's objects are gone",
+        {
+            wait_for(|| field(&summary(), "released") == 1, "release").and_then(|_| {
+                let a: serde_json::Value =
+                    serde_json::from_str(&ctl_ok(&["audit"])?).map_err(|e| e.to_string())?;
+                let old = &a["instances"][0];
+                let live: i64 = old["live"]
+                    .as_object()
+                    .map(|m| m.values().filter_map(|v| v.as_i64()).sum())
+                    .unwrap_or(-1);
+                let log: Vec<String> = old["log"]
+                    .as_array()
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                expect(live == 0, || format!("live objects of instance 0: {old}"))?;
+                expect(
+                    log.last()
+                        .is_some_and(|l| l.ends_with("media device released")),
+                    || format!("release is not the last event: {log:?}"),
+                )
+            })
+        },
+    );
+}
+
+/// media_device_test / video_device_test / open_loop_test.sh, while unplug and replug cycle.
+fn selftests(cycles: u32, r: &mut Report) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
+    let ops = Arc::new(AtomicU64::new(0));
+    let (media, videos, _) = nodes();
+    let mut workers = Vec::new();
+    // Keep-open loops: the handle stays open across the unbind; ioctls answer EIO/ENODEV after it.
+    for path in [media.clone(), videos[6].clone()] {
+        let (stop, unexpected, ops) = (stop.clone(), unexpected.clone(), ops.clone());
+        workers.push(std::thread::spawn(move || {
+            let fd = open(&path).expect("open");
+            let mut gone = false;
+            while !stop.load(Ordering::SeqCst) {
+                match probe(&fd, &path) {
+                    Ok(()) if gone => unexpected
+                        .lock()
+                        .push(format!("{path}: ioctl works after unplug")),
+                    Ok(()) => {}
+                    Err(Errno::EIO) | Err(Errno::ENODEV) => gone = true,
+                    Err(e) => unexpected
+                        .lock()
+                        .push(format!("{path}: kept-open ioctl {e}")),
+                }
+                ops.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
+    // open_loop_test.sh: open, DEVICE_INFO, close, on whatever media node is current.
+    {
+        let (stop, unexpected, ops) = (stop.clone(), unexpected.clone(), ops.clone());
+        workers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let path = nodes().0;
+                match open(&path) {
+                    Ok(fd) => match probe(&fd, &path) {
+                        Ok(()) | Err(Errno::EIO) => {}
+                        Err(e) => unexpected.lock().push(format!("open loop ioctl {e}")),
+                    },
+                    Err(Errno::ENOENT) | Err(Errno::ENXIO) | Err(Errno::ENODEV) => {}
+                    Err(e) => unexpected.lock().push(format!("open loop open {e}")),
+                }
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut cycle_errors = Vec::new();
+    for _ in 0..cycles {
+        std::thread::sleep(Duration::from_millis(30));
+        if let Err(e) = ctl_ok(&["unplug"])
+            .and_then(|_| ctl_ok(&["replug"]))
+            .and_then(|_| ctl_ok(&["status", "--wait", "30"]))
+        {
+            cycle_errors.push(e);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        let _ = w.join();
+    }
+    r.check(
+        &format!("{cycles} unplug/replug cycles"),
+        expect(cycle_errors.is_empty(), || cycle_errors.join("; ")),
+    );
+    r.check("the selftest loops saw only the documented errnos", {
+        let u = unexpected.lock();
+        expect(u.is_empty(), || {
+            u.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+        })
+    });
+    println!("# selftest loops: {} syscalls", ops.load(Ordering::Relaxed));
+    audit_settles(cycles + 1, r);
+}
+
+/// Every instance but the newest is released with nothing left alive.
+fn audit_settles(instances: u32, r: &mut Report) {
+    r.check(
+        "audit: every unplugged instance released, no handles, no use-after-free",
+        {
+            wait_for(
+                || {
+                    let s = summary();
+                    field(&s, "released") == i64::from(instances) - 1
+                        && field(&s, "open_handles") == 0
+                },
+                "the audit to settle",
+            )
+            .and_then(|_| {
+                let s = summary();
+                expect(
+                    field(&s, "instances") == i64::from(instances)
+                        && field(&s, "registered") == 1
+                        && field(&s, "unplugged") == 0
+                        && field(&s, "uaf_events") == 0,
+                    || s.clone(),
+                )
+            })
+        },
+    );
+}
+
+fn stress(cycles: u32, threads: u32, r: &mut Report) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
+    let ops = Arc::new(AtomicU64::new(0));
+    let current = Arc::new(Mutex::new(nodes()));
+    let mut workers = Vec::new();
+    for t in 0..threads {
+        let (stop, unexpected, ops, current) = (
+            stop.clone(),
+            unexpected.clone(),
+            ops.clone(),
+            current.clone(),
+        );
+        workers.push(std::thread::spawn(move || {
+            let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(t + 1);
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut held: Vec<(String, OwnedFd)> = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let path = {
+                    let c = current.lock();
+                    let all: Vec<&String> = std::iter::once(&c.0).chain(&c.1).chain(&c.2).collect();
+                    all[(next() % all.len() as u64) as usize].clone()
+                };
+                match open(&path) {
+                    Ok(fd) => held.push((path, fd)),
+                    Err(Errno::ENOENT) | Err(Errno::ENODEV) | Err(Errno::ENXIO) => {}
+                    Err(e) => unexpected.lock().push(format!("open {path}: {e}")),
+                }
+                if !held.is_empty() {
+                    let i = (next() % held.len() as u64) as usize;
+                    let (p, fd) = &held[i];
+                    match probe(fd, p) {
+                        Ok(()) | Err(Errno::ENODEV) | Err(Errno::EIO) => {}
+                        Err(e) => unexpected.lock().push(format!("ioctl {p}: {e}")),
+                    }
+                    if next() % 3 == 0 || held.len() > 8 {
+                        held.swap_remove(i);
+                    }
+                }
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut cycle_errors = Vec::new();
+    for _ in 0..cycles {
+        std::thread::sleep(Duration::from_millis(20));
+        let step = ctl_ok(&["unplug"])
+            .and_then(|_| ctl_ok(&["replug"]))
+            .and_then(|_| ctl_ok(&["status", "--wait", "30"]));
+        match step {
+            Ok(_) => *current.lock() = nodes(),
+            Err(e) => cycle_errors.push(e),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut hung = 0;
+    for w in workers {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !w.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if w.is_finished() {
+            let _ = w.join();
+        } else {
+            hung += 1;
+        }
+    }
+    r.check(
+        &format!("{cycles} unplug/replug cycles under {threads} threads"),
+        expect(cycle_errors.is_empty(), || cycle_errors.join("; ")),
+    );
+    r.check(
+        "no thread hung",
+        expect(hung == 0, || format!("{hung} threads stuck")),
+    );
+    r.check("no unexpected errno", {
+        let u = unexpected.lock();
+        expect(u.is_empty(), || {
+            format!(
+                "{} unexpected: {}",
+                u.len(),
+                u.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            )
+        })
+    });
+    println!(
+        "# stress: {} open/ioctl/close steps",
+        ops.load(Ordering::Relaxed)
+    );
+    audit_settles(cycles + 1, r);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut r = Report::default();
+    let num = |i: usize, d: u32| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    match args.first().map(String::as_str) {
+        Some("errnos") => errnos(
+            args.get(1).map(String::as_str).unwrap_or("mainline"),
+            &mut r,
+        ),
+        Some("selftests") => selftests(num(1, 10), &mut r),
+        Some("stress") => stress(num(1, 30), num(2, 4), &mut r),
+        _ => {
+            eprintln!(
+                "usage: hotplug-client errnos PROFILE | selftests CYCLES | stress CYCLES THREADS"
+            );
+            std::process::exit(2);
+        }
+    }
+    std::process::exit(r.finish());
+}
