@@ -55,6 +55,9 @@ pub struct Status {
     /// The newest instance is registered with every node.
     pub ready: bool,
     pub instances: Vec<InstanceStatus>,
+    /// Armed race breakpoints and calls parked at them.
+    #[serde(default)]
+    pub breakpoints: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +73,28 @@ pub enum Request {
         instance: Option<u32>,
     },
     Audit,
+    Break {
+        node: String,
+        ioctl: String,
+        #[serde(default = "default_stage")]
+        stage: String,
+    },
+    WaitHit {
+        #[serde(default = "default_timeout")]
+        timeout: f64,
+    },
+    Continue {
+        #[serde(default)]
+        id: Option<u32>,
+    },
+}
+
+fn default_stage() -> String {
+    "entry".into()
+}
+
+fn default_timeout() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,6 +137,9 @@ pub trait Control: Send + Sync + 'static {
     fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String>;
     fn replug(&self, instance: Option<u32>) -> Result<serde_json::Value, String>;
     fn audit(&self) -> serde_json::Value;
+    fn arm(&self, node: &str, ioctl: &str, stage: &str) -> Result<serde_json::Value, String>;
+    fn wait_hit(&self, timeout: f64) -> Result<serde_json::Value, String>;
+    fn cont(&self, id: Option<u32>) -> Result<serde_json::Value, String>;
 }
 
 /// Answers one request line.
@@ -130,12 +158,15 @@ pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
         Ok(Request::Unplug { instance }) => Response::result(ctl.unplug(instance)),
         Ok(Request::Replug { instance }) => Response::result(ctl.replug(instance)),
         Ok(Request::Audit) => Response::result(Ok(ctl.audit())),
+        Ok(Request::Break { node, ioctl, stage }) => Response::result(ctl.arm(&node, &ioctl, &stage)),
+        Ok(Request::WaitHit { timeout }) => Response::result(ctl.wait_hit(timeout)),
+        Ok(Request::Continue { id }) => Response::result(ctl.cont(id)),
         Err(e) => match v.get("cmd").and_then(|c| c.as_str()) {
-            Some(c @ ("status" | "unplug" | "replug" | "audit")) => {
+            Some(c @ ("status" | "unplug" | "replug" | "audit" | "break" | "wait_hit" | "continue")) => {
                 Response::error(format!("bad arguments for {c:?}: {e}"))
             }
             Some(c) => Response::error(format!(
-                "unknown command {c:?} (known: status, unplug, replug, audit)"
+                "unknown command {c:?} (known: status, unplug, replug, audit, break, wait_hit, continue)"
             )),
             None => Response::error("request has no \"cmd\" string"),
         },
@@ -202,7 +233,8 @@ fn peer_allowed(conn: &UnixStream) -> Result<(), String> {
 }
 
 fn serve_conn(conn: UnixStream, ctl: &dyn Control) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+    // Idle connections go away; requests themselves may take long (wait_hit).
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(3600)));
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -235,7 +267,12 @@ fn serve_conn(conn: UnixStream, ctl: &dyn Control) {
 pub fn request(path: &Path, req: &Request) -> Result<Response, String> {
     let mut conn = UnixStream::connect(path)
         .map_err(|e| format!("cannot reach the daemon at {}: {e}", path.display()))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let wait = match req {
+        Request::WaitHit { timeout } => timeout.clamp(0.0, 3600.0) + 10.0,
+        _ => 10.0,
+    };
+    conn.set_read_timeout(Some(Duration::from_secs_f64(wait)))
+        .ok();
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
     conn.write_all(line.as_bytes())
@@ -335,6 +372,7 @@ mod tests {
                 errno_profile: "mainline".into(),
                 ready: self.0,
                 instances: vec![],
+                breakpoints: serde_json::Value::Null,
             }
         }
         fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String> {
@@ -348,6 +386,15 @@ mod tests {
         }
         fn audit(&self) -> serde_json::Value {
             serde_json::json!({"summary": "instances=1"})
+        }
+        fn arm(&self, _: &str, _: &str, _: &str) -> Result<serde_json::Value, String> {
+            Ok(serde_json::json!({"breakpoint": 1}))
+        }
+        fn wait_hit(&self, _: f64) -> Result<serde_json::Value, String> {
+            Err("no breakpoint hit within 0s".into())
+        }
+        fn cont(&self, _: Option<u32>) -> Result<serde_json::Value, String> {
+            Err("no call is parked".into())
         }
     }
 

@@ -2,6 +2,8 @@
 //! rounds, calls the node's handler trait and encodes the result. The only place where a
 //! handler's `Result` becomes an ioctl return value.
 
+use std::sync::Arc;
+
 use cuse::{Errno, IoctlRound, ReplyIoctl};
 use ioctl_abi::media::*;
 use ioctl_abi::subdev::{v4l2_subdev_capability, VIDIOC_SUBDEV_QUERYCAP};
@@ -10,13 +12,23 @@ use ioctl_abi::{ioc_dir, ioc_size, IOC_READ, IOC_WRITE};
 use media_graph::{MediaIoctls, SubdevIoctls, VideoIoctls};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+/// The points of an ioctl where a race breakpoint can park it, and where the call reaches the
+/// device's objects. `mid` hands out the handler only now, so that a call parked before it finds
+/// out whether the objects still exist (in the legacy lifetime models they may not).
+pub trait Stages<H> {
+    /// Breakpoint "mid", then the handler: an errno if the objects are gone.
+    fn mid(&self) -> Result<H, Errno>;
+    /// Breakpoint "reply": the result is computed, about to be written back.
+    fn reply(&self);
+}
+
 /// A fixed-size ioctl whose argument is one `T` at `arg`: copied in if the command has
 /// `_IOC_WRITE`, out if it has `_IOC_READ`, as `video_usercopy`/`media_device_ioctl` do.
 /// Round 1 asks for the struct; round 2 runs `f` and returns the struct.
-pub fn fixed<T, F>(round: &mut IoctlRound<'_>, reply: ReplyIoctl, f: F)
+pub fn fixed<T, H, F>(round: &mut IoctlRound<'_>, reply: ReplyIoctl, st: &dyn Stages<H>, f: F)
 where
     T: FromBytes + IntoBytes + Immutable + KnownLayout,
-    F: FnOnce(T) -> Result<(i32, T), Errno>,
+    F: FnOnce(&H, T) -> Result<(i32, T), Errno>,
 {
     let req = *round.request();
     debug_assert_eq!(ioc_size(req.cmd), core::mem::size_of::<T>());
@@ -35,7 +47,12 @@ where
     let Some(value) = input.filter(|_| round.is_complete()) else {
         return reply.retry_round(round);
     };
-    match f(value) {
+    let result = match st.mid() {
+        Ok(h) => f(&h, value),
+        Err(e) => Err(e),
+    };
+    st.reply();
+    match result {
         Ok((ret, out)) if dir & IOC_READ != 0 => reply.finish(round, Ok(ret), &[out.as_bytes()]),
         Ok((ret, _)) => reply.finish(round, Ok(ret), &[]),
         // Like video_usercopy, nothing is copied back on failure.
@@ -43,34 +60,36 @@ where
     }
 }
 
+type Media = Arc<dyn MediaIoctls>;
+
 /// `/dev/mediaN`.
-pub fn media(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+pub fn media(st: &dyn Stages<Media>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     match round.request().cmd {
-        MEDIA_IOC_DEVICE_INFO => fixed(round, reply, |_: media_device_info| {
+        MEDIA_IOC_DEVICE_INFO => fixed(round, reply, st, |dev: &Media, _: media_device_info| {
             dev.device_info().map(|i| (0, i))
         }),
-        MEDIA_IOC_ENUM_ENTITIES => fixed(round, reply, |d: media_entity_desc| {
+        MEDIA_IOC_ENUM_ENTITIES => fixed(round, reply, st, |dev: &Media, d: media_entity_desc| {
             dev.enum_entities(d).map(|e| (0, e))
         }),
-        MEDIA_IOC_SETUP_LINK => fixed(round, reply, |d: media_link_desc| {
+        MEDIA_IOC_SETUP_LINK => fixed(round, reply, st, |dev: &Media, d: media_link_desc| {
             dev.setup_link(d).map(|d| (0, d))
         }),
-        MEDIA_IOC_ENUM_LINKS => enum_links(dev, round, reply),
-        MEDIA_IOC_G_TOPOLOGY => g_topology(dev, round, reply),
+        MEDIA_IOC_ENUM_LINKS => enum_links(st, round, reply),
+        MEDIA_IOC_G_TOPOLOGY => g_topology(st, round, reply),
         _ => reply.error(Errno::ENOTTY),
     }
 }
 
 /// MEDIA_IOC_ENUM_LINKS: the struct (round 2), then the pad and link arrays it points to
 /// (round 3), each skipped when its pointer is NULL.
-fn enum_links(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+fn enum_links(st: &dyn Stages<Media>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     let arg = round.request().arg;
     let mut req: media_links_enum = match round.inout_struct(arg) {
         Ok(Some(v)) => v,
         Ok(None) => return reply.retry_round(round),
         Err(e) => return reply.error(e),
     };
-    let (pads, links) = match dev.enum_links(&req) {
+    let (pads, links) = match st.mid().and_then(|dev| dev.enum_links(&req)) {
         Ok(v) => v,
         Err(e) => return reply.error(e),
     };
@@ -90,13 +109,14 @@ fn enum_links(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoc
     if !round.is_complete() {
         return reply.retry_round(round);
     }
+    st.reply();
     reply.finish(round, Ok(0), &outputs);
 }
 
 /// MEDIA_IOC_G_TOPOLOGY as `media_device_get_topology()`: each array gets at most `num_*`
 /// elements; a short array ends with ENOSPC, leaves the later arrays alone and the struct
 /// uncopied. NULL pointers only count.
-fn g_topology(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+fn g_topology(st: &dyn Stages<Media>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     let arg = round.request().arg;
     let mut t: media_v2_topology = match round.input_struct(arg) {
         Ok(Some(v)) => v,
@@ -106,7 +126,7 @@ fn g_topology(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoc
         }
         Err(e) => return reply.error(e),
     };
-    let topo = match dev.topology() {
+    let topo = match st.mid().and_then(|dev| dev.topology()) {
         Ok(t) => t,
         Err(e) => return reply.error(e),
     };
@@ -145,6 +165,7 @@ fn g_topology(dev: &dyn MediaIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoc
     if !round.is_complete() {
         return reply.retry_round(round);
     }
+    st.reply();
     reply.finish(round, result, &outputs);
 }
 
@@ -170,10 +191,13 @@ impl<'a> Array<'a> {
     }
 }
 
+type Video = Arc<dyn VideoIoctls>;
+type Subdev = Arc<dyn SubdevIoctls>;
+
 /// `/dev/videoN`.
-pub fn video(h: &dyn VideoIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+pub fn video(st: &dyn Stages<Video>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     match round.request().cmd {
-        VIDIOC_QUERYCAP => fixed(round, reply, |_: v4l2_capability| {
+        VIDIOC_QUERYCAP => fixed(round, reply, st, |h: &Video, _: v4l2_capability| {
             h.querycap().map(|c| (0, c))
         }),
         _ => reply.error(Errno::ENOTTY),
@@ -181,11 +205,13 @@ pub fn video(h: &dyn VideoIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl)
 }
 
 /// `/dev/v4l-subdevN`.
-pub fn subdev(h: &dyn SubdevIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     match round.request().cmd {
-        VIDIOC_SUBDEV_QUERYCAP => fixed(round, reply, |_: v4l2_subdev_capability| {
-            h.querycap().map(|c| (0, c))
-        }),
+        VIDIOC_SUBDEV_QUERYCAP => {
+            fixed(round, reply, st, |h: &Subdev, _: v4l2_subdev_capability| {
+                h.querycap().map(|c| (0, c))
+            })
+        }
         _ => reply.error(Errno::ENOTTY),
     }
 }

@@ -67,19 +67,62 @@ impl ErrnoProfile {
     }
 }
 
+/// Who owns the media device's memory, and so what a late access finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifetime {
+    /// The RFC model: open handles and registered nodes pin the media device; it is released at
+    /// the last put. Nothing reachable from a handle is ever freed early.
+    Refcount,
+    /// Drivers using devm_: the driver context, with the media device, its device node and the
+    /// video devices embedded in it, is freed at unbind. Every later syscall on a stale handle,
+    /// and its close, touches freed memory.
+    Devm,
+    /// The 2016 fix: a separately allocated device node with a registered bit checked at
+    /// syscall entry; the media device is still freed at unbind, so a call already past the check
+    /// touches freed memory.
+    RegisteredBit,
+}
+
+impl Lifetime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lifetime::Refcount => "refcount",
+            Lifetime::Devm => "devm",
+            Lifetime::RegisteredBit => "registered-bit",
+        }
+    }
+}
+
+/// An access to freed memory that the legacy lifetime models would have made. The daemon never
+/// touches freed memory: the access is detected (a `Weak` that no longer upgrades), recorded and
+/// answered with an errno.
+#[derive(Debug, Clone, Serialize)]
+pub struct UafEvent {
+    pub node: String,
+    pub syscall: String,
+    pub stage: String,
+    pub object: String,
+    /// The client thread, as the kernel reports it (0 for close).
+    pub pid: u32,
+    pub thread: String,
+}
+
 /// Shared by every node of an instance.
 pub struct InstanceState {
     pub id: u32,
     pub profile: ErrnoProfile,
+    pub lifetime: Lifetime,
     unplugged: AtomicBool,
     active: Mutex<usize>,
     idle: Condvar,
+    uaf: Mutex<Vec<UafEvent>>,
 }
 
 /// A call in flight; dropping it ends the call.
-pub struct CallGuard<'a>(&'a InstanceState);
+pub struct CallGuard(std::sync::Arc<InstanceState>);
 
-impl Drop for CallGuard<'_> {
+impl Drop for CallGuard {
     fn drop(&mut self) {
         let mut n = self.0.active.lock();
         *n -= 1;
@@ -90,24 +133,37 @@ impl Drop for CallGuard<'_> {
 }
 
 impl InstanceState {
-    pub fn new(id: u32, profile: ErrnoProfile) -> Self {
+    pub fn new(id: u32, profile: ErrnoProfile, lifetime: Lifetime) -> Self {
         Self {
             id,
             profile,
+            lifetime,
             unplugged: AtomicBool::new(false),
             active: Mutex::new(0),
             idle: Condvar::new(),
+            uaf: Mutex::new(Vec::new()),
         }
     }
 
     /// The registered check at syscall entry: a guard for the call, or None once unplugged.
-    pub fn enter(&self) -> Option<CallGuard<'_>> {
+    pub fn enter(self: &std::sync::Arc<Self>) -> Option<CallGuard> {
         let mut n = self.active.lock();
         if self.unplugged.load(Ordering::SeqCst) {
             return None;
         }
         *n += 1;
-        Some(CallGuard(self))
+        Some(CallGuard(self.clone()))
+    }
+
+    /// Records a use-after-free the model would have made.
+    pub fn record_uaf(&self, e: UafEvent) {
+        tracing::warn!(instance = self.id, node = %e.node, syscall = %e.syscall, stage = %e.stage,
+            object = %e.object, "use-after-free (detected, not performed)");
+        self.uaf.lock().push(e);
+    }
+
+    pub fn uaf_events(&self) -> Vec<UafEvent> {
+        self.uaf.lock().clone()
     }
 
     pub fn is_unplugged(&self) -> bool {
@@ -156,7 +212,11 @@ mod tests {
 
     #[test]
     fn calls_in_flight_finish_and_unplug_can_wait_for_them() {
-        let s = std::sync::Arc::new(InstanceState::new(0, ErrnoProfile::Strict));
+        let s = std::sync::Arc::new(InstanceState::new(
+            0,
+            ErrnoProfile::Strict,
+            Lifetime::Refcount,
+        ));
         let g = s.enter().unwrap();
         assert_eq!(s.active_calls(), 1);
         assert!(s.unplug());

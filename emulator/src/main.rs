@@ -1,6 +1,7 @@
 //! mcemu: media devices (`/dev/mediaN`, `/dev/videoN`, `/dev/v4l-subdevN`) answered in
 //! userspace through CUSE, for testing V4L2/MC software and hot-unplug without hardware.
 
+mod breakpoints;
 mod control;
 mod dispatch;
 mod instance;
@@ -40,9 +41,12 @@ enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
         /// Lifetime model: refcount (the RFC model: open handles and registered nodes pin the
-        /// media device; it is released at the last put).
+        /// media device; it is released at the last put), devm (the driver context with every
+        /// node is freed at unbind) or registered-bit (the 2016 fix: a registered check at entry,
+        /// memory freed at unbind). In the legacy models accesses to freed objects are detected
+        /// and recorded as use-after-free events.
         #[arg(long, value_enum, default_value = "refcount")]
-        lifetime: Lifetime,
+        lifetime: instance::Lifetime,
         /// What handles left open see after unplug: mainline (Linux today), enodev (the 2024
         /// proposal: ENODEV from the media node too) or strict (ENODEV everywhere; unplug waits
         /// for calls in flight).
@@ -57,11 +61,6 @@ enum Command {
         #[command(subcommand)]
         command: CtlCommand,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Lifetime {
-    Refcount,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +89,26 @@ enum CtlCommand {
         #[arg(long)]
         summary: bool,
     },
+    /// Arm a one-shot race breakpoint: the next NAME ioctl on the node parks at the stage until
+    /// `ctl continue`. Prints the breakpoint id.
+    Break {
+        /// The node's path, e.g. /dev/media0.
+        #[arg(long)]
+        node: String,
+        /// The ioctl's uapi name, e.g. MEDIA_IOC_DEVICE_INFO or VIDIOC_QUERYCAP.
+        #[arg(long)]
+        ioctl: String,
+        /// entry (after the registered check), mid (holding the device's objects) or reply.
+        #[arg(long, default_value = "entry")]
+        stage: String,
+    },
+    /// Wait until a call is parked at a breakpoint; prints it (id, node, ioctl, stage, pid).
+    WaitHit {
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
+    /// Let a parked call go on (by breakpoint id; all of them without one).
+    Continue { id: Option<u32> },
 }
 
 fn parse_board(s: &str) -> Result<omap3isp::Board, String> {
@@ -115,7 +134,7 @@ fn main() {
             control,
             major,
             threads,
-            lifetime: Lifetime::Refcount,
+            lifetime,
             errno_profile,
         } => {
             let cfg = serve::ServeConfig {
@@ -125,6 +144,7 @@ fn main() {
                 threads: threads.into(),
                 dev_root: PathBuf::from("/dev"),
                 errno_profile,
+                lifetime,
             };
             match serve::run(cfg) {
                 Ok(()) => 0,
@@ -144,6 +164,17 @@ fn main() {
             }
             CtlCommand::Audit { summary } => {
                 control::simple_command(&control, &control::Request::Audit, summary)
+            }
+            CtlCommand::Break { node, ioctl, stage } => control::simple_command(
+                &control,
+                &control::Request::Break { node, ioctl, stage },
+                false,
+            ),
+            CtlCommand::WaitHit { timeout } => {
+                control::simple_command(&control, &control::Request::WaitHit { timeout }, false)
+            }
+            CtlCommand::Continue { id } => {
+                control::simple_command(&control, &control::Request::Continue { id }, false)
             }
         },
     };

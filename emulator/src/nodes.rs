@@ -1,19 +1,23 @@
 //! The CUSE devices behind `/dev/mediaN`, `/dev/videoN` and `/dev/v4l-subdevN`.
 //!
-//! A registered node holds a reference to the media device, and so does every file handle open
-//! on it ([`MediaFh`]): the media device and its graph stay while either exists. After unplug,
-//! every syscall on a handle still open gets what the instance's errno profile says.
+//! In the reference lifetime model a registered node holds a reference to the media device, and
+//! so does every file handle open on it ([`MediaFh`]): the media device and its graph stay while
+//! either exists. In the legacy models they hold only a `Weak`, the driver frees the media device
+//! at unplug, and every access that would have touched freed memory is recorded as a
+//! use-after-free event instead. After unplug, syscalls on handles still open get what the
+//! instance's errno profile says.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use cuse::{Context, Device, Errno, IoctlRequest, IoctlRound, ReplyIoctl};
-use media_graph::{MediaDevice, MediaFh, SubdevIoctls, VideoIoctls};
+use cuse::{ClientMemory, Context, Device, Errno, IoctlRequest, IoctlRound, ReplyIoctl};
+use media_graph::{MediaDevice, MediaFh, MediaIoctls, SubdevIoctls, VideoIoctls};
 use parking_lot::Mutex;
 
-use crate::dispatch;
-use crate::instance::{InstanceState, NodeKind};
+use crate::breakpoints::{Breakpoints, Stage};
+use crate::dispatch::{self, Stages};
+use crate::instance::{CallGuard, InstanceState, Lifetime, NodeKind, UafEvent};
 
 /// What a node answers ioctls with.
 pub enum Handler {
@@ -32,23 +36,174 @@ impl Handler {
     }
 }
 
+/// The node's hold on the media device: a pin, or (legacy models) a pointer that may dangle.
+enum DevRef {
+    Pinned(Arc<MediaDevice>),
+    Unpinned(Weak<MediaDevice>),
+}
+
+impl DevRef {
+    fn get(&self) -> Option<Arc<MediaDevice>> {
+        match self {
+            DevRef::Pinned(d) => Some(d.clone()),
+            DevRef::Unpinned(w) => w.upgrade(),
+        }
+    }
+}
+
 pub struct Node {
-    dev: Arc<MediaDevice>,
+    me: Weak<Node>,
+    path: String,
+    dev: DevRef,
     state: Arc<InstanceState>,
+    breakpoints: Arc<Breakpoints>,
     handler: Handler,
     next_fh: AtomicU64,
     open: Mutex<HashMap<u64, MediaFh>>,
 }
 
 impl Node {
-    pub fn new(dev: Arc<MediaDevice>, state: Arc<InstanceState>, handler: Handler) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(
+        path: String,
+        dev: Arc<MediaDevice>,
+        state: Arc<InstanceState>,
+        breakpoints: Arc<Breakpoints>,
+        handler: Handler,
+    ) -> Arc<Self> {
+        let dev = match state.lifetime {
+            Lifetime::Refcount => DevRef::Pinned(dev),
+            Lifetime::Devm | Lifetime::RegisteredBit => DevRef::Unpinned(Arc::downgrade(&dev)),
+        };
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            path,
             dev,
             state,
+            breakpoints,
             handler,
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The object a syscall touches first: under devm the device node lives inside the freed
+    /// driver context, so even the registered check reads freed memory.
+    fn node_object(&self) -> &'static str {
+        match self.handler.kind() {
+            NodeKind::Media => "media_devnode",
+            NodeKind::Video | NodeKind::Subdev => "video_device",
+        }
+    }
+
+    fn uaf(&self, syscall: String, stage: &str, object: &str, pid: u32) {
+        self.state.record_uaf(UafEvent {
+            node: self.path.clone(),
+            syscall,
+            stage: stage.into(),
+            object: object.into(),
+            pid,
+            thread: std::thread::current().name().unwrap_or("?").into(),
+        });
+    }
+
+    /// Under devm, entering a syscall after unplug touches the freed device node.
+    fn entry_access(&self, syscall: impl FnOnce() -> String, pid: u32) -> bool {
+        if self.state.lifetime == Lifetime::Devm && self.dev.get().is_none() {
+            self.uaf(syscall(), "entry", self.node_object(), pid);
+            return false;
+        }
+        true
+    }
+
+    fn run(
+        &self,
+        req: IoctlRequest<'_>,
+        memory: Option<Arc<dyn ClientMemory>>,
+        reply: ReplyIoctl,
+        pid: u32,
+        _call: CallGuard,
+    ) {
+        self.breakpoints.at(&self.path, req.cmd, Stage::Entry, pid);
+        let mut round = IoctlRound::new(req, memory);
+        let st = CallStages {
+            node: self,
+            cmd: req.cmd,
+            pid,
+        };
+        match &self.handler {
+            Handler::Media => dispatch::media(&st, &mut round, reply),
+            Handler::Video(_) => dispatch::video(&st, &mut round, reply),
+            Handler::Subdev(_) => dispatch::subdev(&st, &mut round, reply),
+        }
+    }
+}
+
+fn ioctl_name(cmd: u32) -> String {
+    ioctl_abi::all_ioctls()
+        .find(|(_, c)| *c == cmd)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| format!("{cmd:#x}"))
+}
+
+/// One call's stages: breakpoints, and the access to the device's objects.
+struct CallStages<'a> {
+    node: &'a Node,
+    cmd: u32,
+    pid: u32,
+}
+
+impl CallStages<'_> {
+    fn device(&self) -> Result<Arc<MediaDevice>, Errno> {
+        let n = self.node;
+        n.breakpoints.at(&n.path, self.cmd, Stage::Mid, self.pid);
+        n.dev.get().ok_or_else(|| {
+            n.uaf(
+                format!("ioctl {}", ioctl_name(self.cmd)),
+                "mid",
+                "media_device",
+                self.pid,
+            );
+            n.state.profile.ioctl(n.handler.kind())
+        })
+    }
+}
+
+impl Stages<Arc<dyn MediaIoctls>> for CallStages<'_> {
+    fn mid(&self) -> Result<Arc<dyn MediaIoctls>, Errno> {
+        Ok(self.device()?)
+    }
+    fn reply(&self) {
+        let n = self.node;
+        n.breakpoints.at(&n.path, self.cmd, Stage::Reply, self.pid);
+    }
+}
+
+impl Stages<Arc<dyn VideoIoctls>> for CallStages<'_> {
+    fn mid(&self) -> Result<Arc<dyn VideoIoctls>, Errno> {
+        // The video device's state lives in the driver context.
+        self.device()?;
+        match &self.node.handler {
+            Handler::Video(h) => Ok(h.clone()),
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+    fn reply(&self) {
+        let n = self.node;
+        n.breakpoints.at(&n.path, self.cmd, Stage::Reply, self.pid);
+    }
+}
+
+impl Stages<Arc<dyn SubdevIoctls>> for CallStages<'_> {
+    fn mid(&self) -> Result<Arc<dyn SubdevIoctls>, Errno> {
+        self.device()?;
+        match &self.node.handler {
+            Handler::Subdev(h) => Ok(h.clone()),
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+    fn reply(&self) {
+        let n = self.node;
+        n.breakpoints.at(&n.path, self.cmd, Stage::Reply, self.pid);
     }
 }
 
@@ -57,13 +212,22 @@ impl Device for Node {
         if self.state.is_unplugged() {
             return Err(self.open_refused());
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.open.lock().insert(fh, MediaFh::new(self.dev.clone()));
-        Ok(fh)
+        let dev = self.dev.get().ok_or_else(|| self.open_refused())?;
+        let fh = match self.state.lifetime {
+            Lifetime::Refcount => MediaFh::new(dev),
+            Lifetime::Devm | Lifetime::RegisteredBit => MediaFh::unpinned(&dev),
+        };
+        let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(n, fh);
+        Ok(n)
     }
 
     fn release(&self, fh: u64) {
         let fh = self.open.lock().remove(&fh);
+        // Under devm the release path (v4l2_release, cdev_put) touches the freed device node.
+        if fh.is_some() {
+            self.entry_access(|| "close".into(), 0);
+        }
         drop(fh);
     }
 
@@ -71,8 +235,8 @@ impl Device for Node {
         self.state.profile.open(self.handler.kind())
     }
 
-    fn poll(&self, _ctx: &Context<'_>, _fh: u64, _events: u32) -> Result<u32, Errno> {
-        if self.state.is_unplugged() {
+    fn poll(&self, ctx: &Context<'_>, _fh: u64, _events: u32) -> Result<u32, Errno> {
+        if !self.entry_access(|| "poll".into(), ctx.pid) || self.state.is_unplugged() {
             return Ok(self.state.profile.poll(self.handler.kind()));
         }
         // DEFAULT_POLLMASK, as media_poll()/v4l2_poll() answer without a poll op.
@@ -83,15 +247,39 @@ impl Device for Node {
         if !self.open.lock().contains_key(&req.fh) {
             return reply.error(Errno::EBADF);
         }
+        let errno = self.state.profile.ioctl(self.handler.kind());
+        if !self.entry_access(|| format!("ioctl {}", ioctl_name(req.cmd)), ctx.pid) {
+            return reply.error(errno);
+        }
         // The registered check at entry; a call that passed it runs to completion.
-        let Some(_call) = self.state.enter() else {
-            return reply.error(self.state.profile.ioctl(self.handler.kind()));
+        let Some(call) = self.state.enter() else {
+            return reply.error(errno);
         };
-        let mut round = IoctlRound::new(req, ctx.memory());
-        match &self.handler {
-            Handler::Media => dispatch::media(&*self.dev, &mut round, reply),
-            Handler::Video(h) => dispatch::video(&**h, &mut round, reply),
-            Handler::Subdev(h) => dispatch::subdev(&**h, &mut round, reply),
+        let memory = ctx.memory();
+        if !self.breakpoints.armed_for(&self.path, req.cmd) {
+            return self.run(req, memory, reply, ctx.pid, call);
+        }
+        // A call that may park runs on its own thread, never on a reader thread.
+        let Some(me) = self.me.upgrade() else {
+            return reply.error(errno);
+        };
+        let (data, pid) = (req.in_data.to_vec(), ctx.pid);
+        let (fh, cmd, arg, flags, out_size) = (req.fh, req.cmd, req.arg, req.flags, req.out_size);
+        let spawned = std::thread::Builder::new()
+            .name("breakpoint-call".into())
+            .spawn(move || {
+                let req = IoctlRequest {
+                    fh,
+                    cmd,
+                    arg,
+                    flags,
+                    in_data: &data,
+                    out_size,
+                };
+                me.run(req, memory, reply, pid, call);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread for a breakpoint call");
         }
     }
 
@@ -111,6 +299,7 @@ mod tests {
     use zerocopy::{FromBytes, IntoBytes};
 
     use super::*;
+    use crate::breakpoints::Stage;
 
     struct Numbers(u32);
     impl NodeRegistrar for Numbers {
@@ -125,30 +314,59 @@ mod tests {
         }
     }
 
-    fn start(board: Board) -> (InProcKernel, Arc<Audit>, cuse::SessionHandle) {
-        start_with(
-            board,
-            Arc::new(InstanceState::new(
-                0,
-                crate::instance::ErrnoProfile::Mainline,
-            )),
-        )
+    struct Rig {
+        k: InProcKernel,
+        audit: Arc<Audit>,
+        handle: cuse::SessionHandle,
+        /// The driver's reference, dropped at unplug.
+        dev: Option<Arc<MediaDevice>>,
+        state: Arc<InstanceState>,
+        bps: Arc<Breakpoints>,
     }
 
-    fn start_with(
-        board: Board,
-        state: Arc<InstanceState>,
-    ) -> (InProcKernel, Arc<Audit>, cuse::SessionHandle) {
+    impl Rig {
+        fn unplug(&mut self) {
+            self.state.unplug();
+            self.dev.take().unwrap().unregister();
+            self.handle.unregister();
+        }
+    }
+
+    fn start(board: Board) -> (InProcKernel, Arc<Audit>, cuse::SessionHandle) {
+        let r = rig(board, Lifetime::Refcount);
+        (r.k, r.audit, r.handle)
+    }
+
+    fn rig(board: Board, lifetime: Lifetime) -> Rig {
+        let state = Arc::new(InstanceState::new(
+            0,
+            crate::instance::ErrnoProfile::Mainline,
+            lifetime,
+        ));
         let audit = Audit::new();
         let dev = MediaDevice::new(board.media_device_info(0x060100), audit.clone());
         build(board, &dev, &mut Numbers(0)).unwrap();
         dev.register();
         let k = InProcKernel::new();
-        let node = Node::new(dev, state, Handler::Media);
+        let bps: Arc<Breakpoints> = Arc::default();
+        let node = Node::new(
+            "/dev/media0".into(),
+            dev.clone(),
+            state.clone(),
+            bps.clone(),
+            Handler::Media,
+        );
         let s = Session::start(k.transport(), &DeviceInfo::new("media0"), node).unwrap();
-        let h = s.handle();
+        let handle = s.handle();
         std::thread::spawn(move || s.run(1));
-        (k, audit, h)
+        Rig {
+            k,
+            audit,
+            handle,
+            dev: Some(dev),
+            state,
+            bps,
+        }
     }
 
     fn ioctl_struct<T: IntoBytes + FromBytes + zerocopy::Immutable>(
@@ -322,20 +540,16 @@ mod tests {
 
     #[test]
     fn media_device_lives_while_a_handle_is_open_after_unregistration() {
-        let state = Arc::new(InstanceState::new(
-            0,
-            crate::instance::ErrnoProfile::Mainline,
-        ));
-        let (k, audit, h) = start_with(Board::N900, state.clone());
+        let mut r = rig(Board::N900, Lifetime::Refcount);
+        let (k, audit) = (r.k.clone(), r.audit.clone());
         let f = k.open(libc::O_RDWR).unwrap();
-        let (r, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
-        assert_eq!(r, Ok(0));
-        state.unplug();
-        h.unregister();
+        let (res, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
+        assert_eq!(res, Ok(0));
+        r.unplug();
         assert_eq!(audit.live(Kind::MediaDevice), 1);
-        let (r, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
+        let (res, _) = ioctl_struct(&k, &f, MEDIA_IOC_DEVICE_INFO, &media_device_info::zeroed());
         assert_eq!(
-            r,
+            res,
             Err(Errno::EIO),
             "mainline: media ioctls after unregister give EIO"
         );
@@ -353,5 +567,84 @@ mod tests {
         assert_eq!(audit.live(Kind::MediaDevice), 0);
         assert_eq!(audit.live(Kind::Entity), 0);
         assert_eq!(audit.live(Kind::FileHandle), 0);
+        assert!(
+            r.state.uaf_events().is_empty(),
+            "the reference model never touches freed memory"
+        );
+    }
+
+    /// Parks MEDIA_IOC_DEVICE_INFO at `stage`, unplugs, lets it go on; returns its result.
+    fn in_flight_across_unplug(r: &mut Rig, stage: Stage) -> Result<i32, Errno> {
+        r.k.memory()
+            .map(0x1000, media_device_info::zeroed().as_bytes().to_vec());
+        r.bps
+            .arm("/dev/media0", "MEDIA_IOC_DEVICE_INFO", stage)
+            .unwrap();
+        let f = r.k.open(libc::O_RDWR).unwrap();
+        let call = f.start_ioctl(MEDIA_IOC_DEVICE_INFO, 0x1000);
+        let hit = r
+            .bps
+            .wait_hit(std::time::Duration::from_secs(10))
+            .expect("the call parks");
+        assert_eq!(hit.stage, stage);
+        r.unplug();
+        r.bps.cont(None).unwrap();
+        call.join()
+    }
+
+    #[test]
+    fn call_in_flight_across_unplug_is_safe_in_the_reference_model() {
+        let mut r = rig(Board::BeagleboardXm, Lifetime::Refcount);
+        assert_eq!(
+            in_flight_across_unplug(&mut r, Stage::Mid),
+            Ok(0),
+            "it completes normally"
+        );
+        assert!(r.state.uaf_events().is_empty());
+    }
+
+    #[test]
+    fn call_in_flight_across_unplug_is_a_use_after_free_with_only_a_registered_bit() {
+        // 6f0dd24a084a: the call passed the REGISTERED check, then the driver freed the device.
+        let mut r = rig(Board::BeagleboardXm, Lifetime::RegisteredBit);
+        assert_eq!(in_flight_across_unplug(&mut r, Stage::Mid), Err(Errno::EIO));
+        let ev = r.state.uaf_events();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].stage.as_str(), ev[0].object.as_str()),
+            ("mid", "media_device")
+        );
+        assert_eq!(ev[0].syscall, "ioctl MEDIA_IOC_DEVICE_INFO");
+        assert_eq!(r.audit.live(Kind::MediaDevice), 0, "freed at unbind");
+    }
+
+    #[test]
+    fn stale_handles_touch_freed_memory_under_devm_but_not_with_a_registered_bit() {
+        for (lifetime, want) in [(Lifetime::Devm, 2), (Lifetime::RegisteredBit, 0)] {
+            let mut r = rig(Board::N900, lifetime);
+            let f = r.k.open(libc::O_RDWR).unwrap();
+            r.unplug();
+            // a087ce704b80 / 5b28dde51d0c: an ioctl on, then the close of, a handle kept open.
+            assert_eq!(
+                ioctl_struct(
+                    &r.k,
+                    &f,
+                    MEDIA_IOC_DEVICE_INFO,
+                    &media_device_info::zeroed()
+                )
+                .0,
+                Err(Errno::EIO)
+            );
+            f.close().unwrap();
+            let ev = r.state.uaf_events();
+            assert_eq!(ev.len(), want, "{lifetime:?}: {ev:?}");
+            if want > 0 {
+                assert_eq!(
+                    (ev[0].stage.as_str(), ev[0].object.as_str()),
+                    ("entry", "media_devnode")
+                );
+                assert_eq!(ev[1].syscall, "close");
+            }
+        }
     }
 }

@@ -15,8 +15,9 @@ use omap3isp::topology::{NodeRegistrar, SubdevInfo, VideoNodeInfo};
 use omap3isp::Board;
 use parking_lot::Mutex;
 
+use crate::breakpoints::{Breakpoints, Stage};
 use crate::control::{Control, InstanceStatus, NodeStatus, Status};
-use crate::instance::{ErrnoProfile, InstanceState};
+use crate::instance::{ErrnoProfile, InstanceState, Lifetime};
 use crate::nodes::{Handler, Node};
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,7 @@ pub struct ServeConfig {
     /// Where device nodes appear (devtmpfs), to find free names.
     pub dev_root: PathBuf,
     pub errno_profile: ErrnoProfile,
+    pub lifetime: Lifetime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,7 @@ struct Daemon {
     instances: Mutex<Vec<Instance>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     started: std::time::Instant,
+    breakpoints: Arc<Breakpoints>,
 }
 
 impl Daemon {
@@ -100,7 +103,11 @@ impl Daemon {
     /// Probe: a fresh instance with its graph, nodes and media device.
     fn plug(&self) -> Result<u32, ServeError> {
         let id = self.instances.lock().len() as u32;
-        let state = Arc::new(InstanceState::new(id, self.cfg.errno_profile));
+        let state = Arc::new(InstanceState::new(
+            id,
+            self.cfg.errno_profile,
+            self.cfg.lifetime,
+        ));
         let audit = Audit::new();
         let media = MediaDevice::new(
             self.cfg.board.media_device_info(self.kernel_version),
@@ -286,12 +293,13 @@ impl Control for Daemon {
             .collect();
         Status {
             board: self.cfg.board.name().into(),
-            lifetime: "refcount".into(),
+            lifetime: self.cfg.lifetime.name().into(),
             errno_profile: self.cfg.errno_profile.name().into(),
             ready: instances
                 .last()
                 .is_some_and(|i| !i.nodes.is_empty() && i.nodes.iter().all(|n| n.registered)),
             instances,
+            breakpoints: self.breakpoints.describe(),
         }
     }
 
@@ -305,10 +313,40 @@ impl Control for Daemon {
             .map(|(old, new)| serde_json::json!({ "replaced": old, "instance": new }))
     }
 
+    fn arm(&self, node: &str, ioctl: &str, stage: &str) -> Result<serde_json::Value, String> {
+        let stage = Stage::from_name(stage)
+            .ok_or_else(|| format!("unknown stage {stage:?} (entry, mid, reply)"))?;
+        let known = self.instances.lock().iter().any(|i| {
+            i.nodes
+                .iter()
+                .any(|n| self.cfg.dev_root.join(&n.name).display().to_string() == node)
+        });
+        if !known {
+            return Err(format!("no node {node}"));
+        }
+        let id = self.breakpoints.arm(node, ioctl, stage)?;
+        Ok(serde_json::json!({ "breakpoint": id }))
+    }
+
+    fn wait_hit(&self, timeout: f64) -> Result<serde_json::Value, String> {
+        let hit = self
+            .breakpoints
+            .wait_hit(Duration::from_secs_f64(timeout.clamp(0.0, 3600.0)))
+            .ok_or_else(|| format!("no breakpoint hit within {timeout}s"))?;
+        serde_json::to_value(hit).map_err(|e| e.to_string())
+    }
+
+    fn cont(&self, id: Option<u32>) -> Result<serde_json::Value, String> {
+        self.breakpoints
+            .cont(id)
+            .map(|ids| serde_json::json!({ "continued": ids }))
+    }
+
     fn audit(&self) -> serde_json::Value {
         let insts = self.instances.lock();
         let mut total = [0usize; 4]; // registered, unplugged, released, open handles
         let mut live_objects = 0i64;
+        let mut uaf_total = 0usize;
         let per: Vec<serde_json::Value> = insts
             .iter()
             .map(|i| {
@@ -330,23 +368,27 @@ impl Control for Daemon {
                     .filter(|n| !n.handle.is_closed())
                     .map(|n| serde_json::json!({ "node": n.name, "open_handles": n.handle.open_handles() }))
                     .collect();
+                let uaf = i.state.uaf_events();
+                uaf_total += uaf.len();
                 serde_json::json!({
                     "id": i.id,
                     "state": i.state_name(),
                     "live": live,
                     "pins": { "driver": i.media.is_some(), "nodes": pins },
                     "log": *i.log.lock(),
+                    "uaf_events": uaf,
                 })
             })
             .collect();
         let summary = format!(
-            "instances={} registered={} unplugged={} released={} open_handles={} live_objects={} uaf_events=0",
+            "instances={} registered={} unplugged={} released={} open_handles={} live_objects={} uaf_events={}",
             insts.len(),
             total[0],
             total[1],
             total[2],
             total[3],
-            live_objects
+            live_objects,
+            uaf_total
         );
         serde_json::json!({ "summary": summary, "instances": per })
     }
@@ -423,7 +465,14 @@ impl Registrar<'_> {
         handler: Handler,
     ) -> Result<(u32, u32), ServeError> {
         let name = free_name(&self.daemon.cfg.dev_root, prefix)?;
-        let node = Node::new(self.dev.clone(), self.state.clone(), handler);
+        let path = self.daemon.cfg.dev_root.join(&name).display().to_string();
+        let node = Node::new(
+            path,
+            self.dev.clone(),
+            self.state.clone(),
+            self.daemon.breakpoints.clone(),
+            handler,
+        );
         let (session, transport) = register(&name, &mut self.daemon.numbers.lock(), node)?;
         let devt = transport
             .devt()
@@ -498,6 +547,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         instances: Mutex::new(Vec::new()),
         threads: Mutex::new(Vec::new()),
         started: std::time::Instant::now(),
+        breakpoints: Arc::default(),
     });
     daemon.plug()?;
     crate::control::serve(&cfg.control, daemon.clone())?;

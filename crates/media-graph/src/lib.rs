@@ -229,25 +229,39 @@ impl MediaIoctls for MediaDevice {
     }
 }
 
-/// An open file handle on a media device node: pins the media device until closed.
+/// An open file handle on a media device node. In the reference model it pins the media device
+/// until closed; in the legacy models ([`MediaFh::unpinned`]) it does not, as a file handle did
+/// not before the lifetime patches.
 pub struct MediaFh {
-    dev: Arc<MediaDevice>,
+    pin: Option<Arc<MediaDevice>>,
+    audit: Arc<Audit>,
 }
 
 impl MediaFh {
     pub fn new(dev: Arc<MediaDevice>) -> Self {
         dev.audit.add(Kind::FileHandle, 1);
-        Self { dev }
+        Self {
+            audit: dev.audit.clone(),
+            pin: Some(dev),
+        }
     }
 
-    pub fn device(&self) -> &Arc<MediaDevice> {
-        &self.dev
+    pub fn unpinned(dev: &MediaDevice) -> Self {
+        dev.audit.add(Kind::FileHandle, 1);
+        Self {
+            audit: dev.audit.clone(),
+            pin: None,
+        }
+    }
+
+    pub fn device(&self) -> Option<&Arc<MediaDevice>> {
+        self.pin.as_ref()
     }
 }
 
 impl Drop for MediaFh {
     fn drop(&mut self) {
-        self.dev.audit.remove(Kind::FileHandle, 1);
+        self.audit.remove(Kind::FileHandle, 1);
     }
 }
 
@@ -337,7 +351,7 @@ mod tests {
             1,
             "graph objects stay until release"
         );
-        assert_eq!(fh.device().graph().entities()[0].name, "e");
+        assert_eq!(fh.device().unwrap().graph().entities()[0].name, "e");
         drop(fh);
         assert_eq!(released.load(Ordering::SeqCst), 1);
         for (kind, n) in audit.snapshot() {
