@@ -9,4 +9,6 @@ check() { name=$1; shift; if out=$("$@" 2>&1); then ok "$name"; else not_ok "$na
 contains() { if grep -qF -- "$3" "$2"; then ok "$1"; else not_ok "$1" "missing: $3"; fi; }
 # has_line NAME FILE LINE: passes when FILE has exactly LINE (leading blanks ignored).
 has_line() { if sed 's/^[[:blank:]]*//' "$2" | grep -qxF -- "$3"; then ok "$1"; else not_ok "$1" "missing line: $3"; fi; }
+# eventually NAME COMMAND...: passes when COMMAND succeeds within 10 s (asynchronous teardown).
+eventually() { name=$1; shift; i=0; while ! out=$("$@" 2>&1); do i=$((i + 1)); [ $i -ge 100 ] && { not_ok "$name" "$out"; return; }; sleep 0.1; done; ok "$name"; }
 finish() { echo "$PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; }

@@ -3,6 +3,7 @@
 //!   hotplug-client errnos mainline|enodev|strict   handles left open across unplug, replug, close order
 //!   hotplug-client selftests CYCLES                the kernel selftests' loops while unplugging
 //!   hotplug-client stress CYCLES THREADS           random open/ioctl/close across unplug/replug cycles
+//!   hotplug-client stale PATH                      unplug with PATH open, then one ioctl and close
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
@@ -500,6 +501,15 @@ fn main() {
         ),
         Some("selftests") => selftests(num(1, 10), &mut r),
         Some("stress") => stress(num(1, 30), num(2, 4), &mut r),
+        Some("stale") => {
+            // Open PATH, unplug, use the stale handle once, close it: prints the errno.
+            let path = args.get(1).cloned().unwrap_or_else(|| "/dev/media0".into());
+            let fd = open(&path).expect("open");
+            ctl_ok(&["unplug"]).expect("unplug");
+            println!("stale ioctl: {:?}", probe(&fd, &path));
+            drop(fd);
+            return;
+        }
         _ => {
             eprintln!(
                 "usage: hotplug-client errnos PROFILE | selftests CYCLES | stress CYCLES THREADS"
