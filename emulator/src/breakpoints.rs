@@ -54,11 +54,27 @@ struct Armed {
     stage: Stage,
 }
 
+/// An injected fault: the next `count` matching calls are delayed and/or fail.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub id: u32,
+    pub node: String,
+    pub ioctl: String,
+    #[serde(skip)]
+    cmd: u32,
+    /// Positive errno value to answer with, after the delay.
+    pub errno: Option<i32>,
+    pub delay_ms: u64,
+    /// Calls still to affect.
+    pub remaining: u32,
+}
+
 #[derive(Default)]
 struct Inner {
     next_id: u32,
     armed: Vec<Armed>,
     hits: Vec<Hit>,
+    faults: Vec<Fault>,
 }
 
 #[derive(Default)]
@@ -72,6 +88,11 @@ pub fn ioctl_by_name(name: &str) -> Option<u32> {
     ioctl_abi::all_ioctls()
         .find(|(n, _)| *n == name)
         .map(|(_, c)| *c)
+}
+
+/// A positive errno value for a name like `EIO`.
+pub fn errno_by_name(name: &str) -> Option<i32> {
+    (1..134).find(|n| format!("{:?}", nix::errno::Errno::from_raw(*n)) == name)
 }
 
 fn ioctl_name(cmd: u32) -> String {
@@ -97,13 +118,71 @@ impl Breakpoints {
         Ok(id)
     }
 
-    /// Whether a call of `cmd` on `node` may stop somewhere (it then runs on its own thread).
+    /// Whether a call of `cmd` on `node` may stop or be delayed somewhere (it then runs on its
+    /// own thread).
     pub fn armed_for(&self, node: &str, cmd: u32) -> bool {
-        self.inner
-            .lock()
-            .armed
-            .iter()
-            .any(|a| a.node == node && a.cmd == cmd)
+        let g = self.inner.lock();
+        g.armed.iter().any(|a| a.node == node && a.cmd == cmd)
+            || g.faults.iter().any(|f| f.node == node && f.cmd == cmd)
+    }
+
+    /// Injects a fault into the next `count` calls of `ioctl` on `node`.
+    pub fn inject(
+        &self,
+        node: &str,
+        ioctl: &str,
+        errno: Option<&str>,
+        delay_ms: u64,
+        count: u32,
+    ) -> Result<u32, String> {
+        let cmd = ioctl_by_name(ioctl).ok_or_else(|| format!("unknown ioctl {ioctl:?}"))?;
+        let errno = match errno {
+            None => None,
+            Some(name) => {
+                Some(errno_by_name(name).ok_or_else(|| format!("unknown errno {name:?}"))?)
+            }
+        };
+        if errno.is_none() && delay_ms == 0 {
+            return Err("a fault needs an errno, a delay, or both".into());
+        }
+        if count == 0 {
+            return Err("count must be at least 1".into());
+        }
+        let mut g = self.inner.lock();
+        g.next_id += 1;
+        let id = g.next_id;
+        g.faults.push(Fault {
+            id,
+            node: node.into(),
+            ioctl: ioctl.into(),
+            cmd,
+            errno,
+            delay_ms: delay_ms.min(600_000),
+            remaining: count,
+        });
+        Ok(id)
+    }
+
+    /// Applies an injected fault at syscall entry: sleeps for its delay, then returns its errno.
+    pub fn fault(&self, node: &str, cmd: u32) -> Option<nix::errno::Errno> {
+        let (delay, errno) = {
+            let mut g = self.inner.lock();
+            let pos = g
+                .faults
+                .iter()
+                .position(|f| f.node == node && f.cmd == cmd)?;
+            let f = &mut g.faults[pos];
+            f.remaining -= 1;
+            let out = (f.delay_ms, f.errno);
+            if f.remaining == 0 {
+                g.faults.remove(pos);
+            }
+            out
+        };
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        errno.map(nix::errno::Errno::from_raw)
     }
 
     /// Parks the calling thread if a breakpoint for (`node`, `cmd`, `stage`) is armed, until
@@ -177,6 +256,7 @@ impl Breakpoints {
         serde_json::json!({
             "armed": g.armed.iter().map(|a| serde_json::json!({"id": a.id, "node": a.node, "ioctl": a.name, "stage": a.stage})).collect::<Vec<_>>(),
             "parked": g.hits.iter().filter(|h| !h.released).cloned().collect::<Vec<_>>(),
+            "faults": g.faults.clone(),
         })
     }
 }
@@ -185,6 +265,26 @@ impl Breakpoints {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn faults_apply_count_times() {
+        let b = Breakpoints::default();
+        assert_eq!(errno_by_name("EIO"), Some(5));
+        assert!(b
+            .inject("/dev/video0", "VIDIOC_QUERYCAP", Some("EBOGUS"), 0, 1)
+            .is_err());
+        assert!(b
+            .inject("/dev/video0", "VIDIOC_QUERYCAP", None, 0, 1)
+            .is_err());
+        b.inject("/dev/video0", "VIDIOC_QUERYCAP", Some("EIO"), 1, 2)
+            .unwrap();
+        let cmd = ioctl_by_name("VIDIOC_QUERYCAP").unwrap();
+        assert!(b.armed_for("/dev/video0", cmd));
+        assert_eq!(b.fault("/dev/video0", cmd), Some(nix::errno::Errno::EIO));
+        assert_eq!(b.fault("/dev/video0", cmd), Some(nix::errno::Errno::EIO));
+        assert_eq!(b.fault("/dev/video0", cmd), None);
+        assert!(!b.armed_for("/dev/video0", cmd));
+    }
 
     #[test]
     fn park_wait_hit_continue() {

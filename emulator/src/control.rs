@@ -87,6 +87,20 @@ pub enum Request {
         #[serde(default)]
         id: Option<u32>,
     },
+    Inject {
+        node: String,
+        ioctl: String,
+        #[serde(default)]
+        errno: Option<String>,
+        #[serde(default)]
+        delay_ms: u64,
+        #[serde(default = "default_count")]
+        count: u32,
+    },
+}
+
+fn default_count() -> u32 {
+    1
 }
 
 fn default_stage() -> String {
@@ -140,6 +154,14 @@ pub trait Control: Send + Sync + 'static {
     fn arm(&self, node: &str, ioctl: &str, stage: &str) -> Result<serde_json::Value, String>;
     fn wait_hit(&self, timeout: f64) -> Result<serde_json::Value, String>;
     fn cont(&self, id: Option<u32>) -> Result<serde_json::Value, String>;
+    fn inject(
+        &self,
+        node: &str,
+        ioctl: &str,
+        errno: Option<&str>,
+        delay_ms: u64,
+        count: u32,
+    ) -> Result<serde_json::Value, String>;
 }
 
 /// Answers one request line.
@@ -161,12 +183,15 @@ pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
         Ok(Request::Break { node, ioctl, stage }) => Response::result(ctl.arm(&node, &ioctl, &stage)),
         Ok(Request::WaitHit { timeout }) => Response::result(ctl.wait_hit(timeout)),
         Ok(Request::Continue { id }) => Response::result(ctl.cont(id)),
+        Ok(Request::Inject { node, ioctl, errno, delay_ms, count }) => {
+            Response::result(ctl.inject(&node, &ioctl, errno.as_deref(), delay_ms, count))
+        }
         Err(e) => match v.get("cmd").and_then(|c| c.as_str()) {
-            Some(c @ ("status" | "unplug" | "replug" | "audit" | "break" | "wait_hit" | "continue")) => {
+            Some(c @ ("status" | "unplug" | "replug" | "audit" | "break" | "wait_hit" | "continue" | "inject")) => {
                 Response::error(format!("bad arguments for {c:?}: {e}"))
             }
             Some(c) => Response::error(format!(
-                "unknown command {c:?} (known: status, unplug, replug, audit, break, wait_hit, continue)"
+                "unknown command {c:?} (known: status, unplug, replug, audit, break, wait_hit, continue, inject)"
             )),
             None => Response::error("request has no \"cmd\" string"),
         },
@@ -395,6 +420,16 @@ mod tests {
         }
         fn cont(&self, _: Option<u32>) -> Result<serde_json::Value, String> {
             Err("no call is parked".into())
+        }
+        fn inject(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: u64,
+            _: u32,
+        ) -> Result<serde_json::Value, String> {
+            Ok(serde_json::json!({"fault": 1}))
         }
     }
 

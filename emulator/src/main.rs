@@ -109,6 +109,22 @@ enum CtlCommand {
     },
     /// Let a parked call go on (by breakpoint id; all of them without one).
     Continue { id: Option<u32> },
+    /// Inject a fault into the next COUNT calls of an ioctl on a node: answer with an errno
+    /// and/or delay them. Prints the fault id.
+    Inject {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        ioctl: String,
+        /// Errno name to answer with, e.g. EIO or EBUSY.
+        #[arg(long)]
+        errno: Option<String>,
+        /// Delay before the call proceeds (or fails), in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
 }
 
 fn parse_board(s: &str) -> Result<omap3isp::Board, String> {
@@ -176,6 +192,23 @@ fn main() {
             CtlCommand::Continue { id } => {
                 control::simple_command(&control, &control::Request::Continue { id }, false)
             }
+            CtlCommand::Inject {
+                node,
+                ioctl,
+                errno,
+                delay_ms,
+                count,
+            } => control::simple_command(
+                &control,
+                &control::Request::Inject {
+                    node,
+                    ioctl,
+                    errno,
+                    delay_ms,
+                    count,
+                },
+                false,
+            ),
         },
     };
     std::process::exit(code);

@@ -124,6 +124,9 @@ impl Node {
         _call: CallGuard,
     ) {
         self.breakpoints.at(&self.path, req.cmd, Stage::Entry, pid);
+        if let Some(e) = self.breakpoints.fault(&self.path, req.cmd) {
+            return reply.error(e);
+        }
         let mut round = IoctlRound::new(req, memory);
         let st = CallStages {
             node: self,

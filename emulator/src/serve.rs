@@ -263,6 +263,21 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    fn check_node(&self, node: &str) -> Result<(), String> {
+        let known = self.instances.lock().iter().any(|i| {
+            i.nodes
+                .iter()
+                .any(|n| self.cfg.dev_root.join(&n.name).display().to_string() == node)
+        });
+        if known {
+            Ok(())
+        } else {
+            Err(format!("no node {node}"))
+        }
+    }
+}
+
 impl Control for Daemon {
     fn status(&self) -> Status {
         let insts = self.instances.lock();
@@ -334,6 +349,21 @@ impl Control for Daemon {
             .wait_hit(Duration::from_secs_f64(timeout.clamp(0.0, 3600.0)))
             .ok_or_else(|| format!("no breakpoint hit within {timeout}s"))?;
         serde_json::to_value(hit).map_err(|e| e.to_string())
+    }
+
+    fn inject(
+        &self,
+        node: &str,
+        ioctl: &str,
+        errno: Option<&str>,
+        delay_ms: u64,
+        count: u32,
+    ) -> Result<serde_json::Value, String> {
+        self.check_node(node)?;
+        let id = self
+            .breakpoints
+            .inject(node, ioctl, errno, delay_ms, count)?;
+        Ok(serde_json::json!({ "fault": id }))
     }
 
     fn cont(&self, id: Option<u32>) -> Result<serde_json::Value, String> {

@@ -51,6 +51,19 @@ check "wait-hit times out with a message" sh -c '! mcemu ctl wait-hit --timeout 
 check "continue with nothing parked is refused" sh -c '! mcemu ctl continue 2>/dev/null'
 check "an unknown ioctl name is refused" sh -c 'mcemu ctl break --node /dev/media0 --ioctl NOPE 2>&1 | grep -q "unknown ioctl"'
 check "an unknown node is refused" sh -c 'mcemu ctl break --node /dev/video99 --ioctl VIDIOC_QUERYCAP 2>&1 | grep -q "no node"'
+check "inject EIO into the next VIDIOC_QUERYCAP on /dev/video2" mcemu ctl inject --node /dev/video2 --ioctl VIDIOC_QUERYCAP --errno EIO
+check "the app sees the injected EIO" sh -c 'v4l2-ctl -d /dev/video2 -D 2>&1 | grep -q "Input/output error"'
+check "the fault is spent after one call" sh -c 'v4l2-ctl -d /dev/video2 -D | grep -q ispvideo'
+check "inject a 2 s delay" mcemu ctl inject --node /dev/video2 --ioctl VIDIOC_QUERYCAP --delay-ms 2000
+v4l2-ctl -d /dev/video2 -D > /tmp/delayed.out 2>&1 &
+app=$!
+sleep 0.5
+check "the delayed call is still in flight after 0.5 s" kill -0 $app
+check "other nodes answer meanwhile" sh -c 'v4l2-ctl -d /dev/video3 -D | grep -q ispvideo'
+wait $app
+check "the delayed call then completes" grep -q ispvideo /tmp/delayed.out
+check "a fault without errno or delay is refused" sh -c 'mcemu ctl inject --node /dev/video2 --ioctl VIDIOC_QUERYCAP 2>&1 | grep -q "needs an errno"'
+check "an unknown errno name is refused" sh -c 'mcemu ctl inject --node /dev/video2 --ioctl VIDIOC_QUERYCAP --errno EWHAT 2>&1 | grep -q "unknown errno"'
 check "an unknown stage is refused" sh -c 'mcemu ctl break --node /dev/media0 --ioctl MEDIA_IOC_DEVICE_INFO --stage late 2>&1 | grep -q "unknown stage"'
 stop
 
