@@ -2,6 +2,7 @@
 //! userspace through CUSE, for testing V4L2/MC software and hot-unplug without hardware.
 
 mod breakpoints;
+mod busfs;
 mod control;
 mod dispatch;
 mod instance;
@@ -52,6 +53,10 @@ enum Command {
         /// for calls in flight).
         #[arg(long, value_enum, default_value = "mainline")]
         errno_profile: instance::ErrnoProfile,
+        /// Mount a FUSE filesystem here with sysfs-like bind/unbind files:
+        /// PATH/bus/platform/drivers/omap3isp/{bind,unbind} accept "480bc000.isp".
+        #[arg(long, value_name = "PATH")]
+        bus_root: Option<PathBuf>,
     },
     /// Talk to a running daemon.
     Ctl {
@@ -152,6 +157,7 @@ fn main() {
             threads,
             lifetime,
             errno_profile,
+            bus_root,
         } => {
             let cfg = serve::ServeConfig {
                 board,
@@ -161,6 +167,7 @@ fn main() {
                 dev_root: PathBuf::from("/dev"),
                 errno_profile,
                 lifetime,
+                bus_root,
             };
             match serve::run(cfg) {
                 Ok(()) => 0,

@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub dev_root: PathBuf,
     pub errno_profile: ErrnoProfile,
     pub lifetime: Lifetime,
+    /// Where to mount the sysfs-like bind/unbind filesystem, if anywhere.
+    pub bus_root: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub enum ServeError {
     NoDevt(String),
     #[error("building the media graph")]
     Graph(#[from] Errno),
+    #[error("mounting the bind/unbind filesystem at {0}")]
+    BusFs(PathBuf, #[source] std::io::Error),
 }
 
 struct NodeEntry {
@@ -581,10 +585,17 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     });
     daemon.plug()?;
     crate::control::serve(&cfg.control, daemon.clone())?;
+    let bus = match &cfg.bus_root {
+        Some(p) => Some(
+            crate::busfs::mount(p, daemon.clone()).map_err(|e| ServeError::BusFs(p.clone(), e))?,
+        ),
+        None => None,
+    };
     tracing::info!(control = %cfg.control.display(), "ready");
 
     let sig = sigs.wait().ok();
     tracing::info!(signal = ?sig, "shutting down");
+    drop(bus);
     daemon.shutdown();
     let _ = std::fs::remove_file(&cfg.control);
     Ok(())
