@@ -11,9 +11,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use cuse::{ClientMemory, Context, Device, Errno, IoctlRequest, IoctlRound, ReplyIoctl};
+use std::collections::VecDeque;
+
+use cuse::{ClientMemory, Context, Device, Errno, IoctlRequest, IoctlRound, Notifier, ReplyIoctl};
+use ioctl_abi::videodev2::{
+    v4l2_event, v4l2_event_subscription, V4L2_EVENT_ALL, VIDIOC_DQEVENT, VIDIOC_SUBSCRIBE_EVENT,
+    VIDIOC_UNSUBSCRIBE_EVENT,
+};
 use media_graph::{MediaDevice, MediaFh, MediaIoctls, SubdevIoctls, VideoIoctls};
 use parking_lot::Mutex;
+use zerocopy::IntoBytes;
 
 use crate::breakpoints::{Breakpoints, Stage};
 use crate::dispatch::{self, Stages};
@@ -51,6 +58,16 @@ impl DevRef {
     }
 }
 
+/// One open file: its media device hold, O_NONBLOCK from open(), and its V4L2 event queue.
+struct FhState {
+    _media: MediaFh,
+    nonblock: bool,
+    subs: Vec<(u32, u32)>,
+    depth: usize,
+    events: VecDeque<v4l2_event>,
+    sequence: u32,
+}
+
 pub struct Node {
     me: Weak<Node>,
     path: String,
@@ -59,7 +76,10 @@ pub struct Node {
     breakpoints: Arc<Breakpoints>,
     handler: Handler,
     next_fh: AtomicU64,
-    open: Mutex<HashMap<u64, MediaFh>>,
+    open: Mutex<HashMap<u64, FhState>>,
+    /// Blocking VIDIOC_DQEVENT calls waiting for an event, by file handle.
+    parked: Mutex<Vec<(u64, ReplyIoctl)>>,
+    notifier: Mutex<Option<Notifier>>,
 }
 
 impl Node {
@@ -83,7 +103,147 @@ impl Node {
             handler,
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
+            parked: Mutex::new(Vec::new()),
+            notifier: Mutex::new(None),
         })
+    }
+
+    /// Unplug reached this node: in the strict profile every blocked call wakes with ENODEV;
+    /// otherwise a blocked VIDIOC_DQEVENT keeps blocking, as on Linux today.
+    pub fn unplugged(&self) {
+        if self.state.profile == crate::instance::ErrnoProfile::Strict {
+            let parked: Vec<_> = self.parked.lock().drain(..).collect();
+            for (_, r) in parked {
+                r.error(Errno::ENODEV);
+            }
+        }
+    }
+
+    /// `v4l2_event_queue_fh` for every handle subscribed to (`type_`, `id`): appends the event
+    /// (dropping the oldest beyond the queue depth), completes a blocked DQEVENT, wakes pollers.
+    #[allow(dead_code)] // the pipeline's FRAME_SYNC and statistics events call this
+    pub fn queue_event(&self, type_: u32, id: u32, payload: &[u8]) {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok();
+        let mut woken = Vec::new();
+        {
+            let mut open = self.open.lock();
+            for (fh, st) in open.iter_mut() {
+                if !st.subs.contains(&(type_, id)) {
+                    continue;
+                }
+                let mut ev = v4l2_event::zeroed();
+                ev.type_ = type_;
+                ev.id = id;
+                let n = payload.len().min(ev.u.len());
+                ev.u[..n].copy_from_slice(&payload[..n]);
+                ev.sequence = st.sequence;
+                st.sequence = st.sequence.wrapping_add(1);
+                if let Some(t) = now {
+                    ev.timestamp.tv_sec = t.tv_sec();
+                    ev.timestamp.tv_nsec = t.tv_nsec();
+                }
+                if st.events.len() >= st.depth.max(1) {
+                    st.events.pop_front();
+                }
+                st.events.push_back(ev);
+                woken.push(*fh);
+            }
+        }
+        for fh in woken {
+            self.complete_parked(fh);
+            if let Some(n) = self.notifier.lock().as_ref() {
+                n.wake(fh);
+            }
+        }
+    }
+
+    /// Hands the oldest queued event of `fh` to a blocked DQEVENT, if both exist.
+    fn complete_parked(&self, fh: u64) {
+        let mut parked = self.parked.lock();
+        let Some(pos) = parked.iter().position(|(f, _)| *f == fh) else {
+            return;
+        };
+        let Some(ev) = self.dequeue(fh) else {
+            return;
+        };
+        let (_, reply) = parked.remove(pos);
+        drop(parked);
+        reply.done(0, ev.as_bytes());
+    }
+
+    fn dequeue(&self, fh: u64) -> Option<v4l2_event> {
+        let mut open = self.open.lock();
+        let st = open.get_mut(&fh)?;
+        let mut ev = st.events.pop_front()?;
+        ev.pending = st.events.len() as u32;
+        Some(ev)
+    }
+
+    /// VIDIOC_SUBSCRIBE_EVENT, VIDIOC_UNSUBSCRIBE_EVENT and VIDIOC_DQEVENT: the V4L2 event core.
+    fn event_ioctl(&self, h: &dyn SubdevIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+        if !h.has_events() {
+            return reply.error(Errno::ENOTTY);
+        }
+        let req = *round.request();
+        if req.cmd == VIDIOC_DQEVENT {
+            round.output(req.arg, core::mem::size_of::<v4l2_event>());
+            if !round.is_complete() {
+                return reply.retry_round(round);
+            }
+            if let Some(ev) = self.dequeue(req.fh) {
+                return reply.done(0, ev.as_bytes());
+            }
+            let nonblock = self.open.lock().get(&req.fh).is_some_and(|s| s.nonblock);
+            if nonblock {
+                return reply.error(Errno::ENOENT);
+            }
+            // Park until an event comes, a signal, or (strict profile) unplug.
+            let unique = reply.unique();
+            let handle = reply.interrupt_handle();
+            self.parked.lock().push((req.fh, reply));
+            let me = self.me.clone();
+            handle.on_interrupt(move || {
+                let Some(node) = me.upgrade() else { return };
+                let mut parked = node.parked.lock();
+                if let Some(pos) = parked.iter().position(|(_, r)| r.unique() == unique) {
+                    let (_, r) = parked.remove(pos);
+                    drop(parked);
+                    r.error(Errno::EINTR);
+                }
+            });
+            // An event may have come between the check and parking.
+            self.complete_parked(req.fh);
+            return;
+        }
+        let sub: v4l2_event_subscription = match round.input_struct(req.arg) {
+            Ok(Some(v)) => v,
+            Ok(None) => return reply.retry_round(round),
+            Err(e) => return reply.error(e),
+        };
+        let mut open = self.open.lock();
+        let Some(st) = open.get_mut(&req.fh) else {
+            return reply.error(Errno::EBADF);
+        };
+        if req.cmd == VIDIOC_SUBSCRIBE_EVENT {
+            match h.subscribe_event(&sub) {
+                Ok(depth) => {
+                    if !st.subs.contains(&(sub.type_, sub.id)) {
+                        st.subs.push((sub.type_, sub.id));
+                    }
+                    st.depth = depth;
+                    reply.done(0, &[])
+                }
+                Err(e) => reply.error(e),
+            }
+        } else {
+            if sub.type_ == V4L2_EVENT_ALL {
+                st.subs.clear();
+            } else {
+                st.subs.retain(|s| *s != (sub.type_, sub.id));
+            }
+            st.events.retain(|e| st.subs.contains(&(e.type_, e.id)));
+            reply.done(0, &[])
+        }
     }
 
     /// The object a syscall touches first: under devm the device node lives inside the freed
@@ -128,6 +288,14 @@ impl Node {
             return reply.error(e);
         }
         let mut round = IoctlRound::new(req, memory);
+        if let Handler::Subdev(h) = &self.handler {
+            if matches!(
+                req.cmd,
+                VIDIOC_SUBSCRIBE_EVENT | VIDIOC_UNSUBSCRIBE_EVENT | VIDIOC_DQEVENT
+            ) {
+                return self.event_ioctl(&**h, &mut round, reply);
+            }
+        }
         let st = CallStages {
             node: self,
             cmd: req.cmd,
@@ -211,21 +379,34 @@ impl Stages<Arc<dyn SubdevIoctls>> for CallStages<'_> {
 }
 
 impl Device for Node {
-    fn open(&self, _ctx: &Context<'_>, _flags: u32) -> Result<u64, Errno> {
+    fn open(&self, ctx: &Context<'_>, flags: u32) -> Result<u64, Errno> {
         if self.state.is_unplugged() {
             return Err(self.open_refused());
         }
         let dev = self.dev.get().ok_or_else(|| self.open_refused())?;
-        let fh = match self.state.lifetime {
+        let media = match self.state.lifetime {
             Lifetime::Refcount => MediaFh::new(dev),
             Lifetime::Devm | Lifetime::RegisteredBit => MediaFh::unpinned(&dev),
         };
+        self.notifier.lock().get_or_insert_with(|| ctx.notifier());
         let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.open.lock().insert(n, fh);
+        self.open.lock().insert(
+            n,
+            FhState {
+                _media: media,
+                // Ioctls do not see later fcntl() changes over CUSE: O_NONBLOCK is open()'s.
+                nonblock: flags & libc::O_NONBLOCK as u32 != 0,
+                subs: Vec::new(),
+                depth: 0,
+                events: VecDeque::new(),
+                sequence: 0,
+            },
+        );
         Ok(n)
     }
 
     fn release(&self, fh: u64) {
+        self.parked.lock().retain(|(f, _)| *f != fh);
         let fh = self.open.lock().remove(&fh);
         // Under devm the release path (v4l2_release, cdev_put) touches the freed device node.
         if fh.is_some() {
@@ -238,12 +419,25 @@ impl Device for Node {
         self.state.profile.open(self.handler.kind())
     }
 
-    fn poll(&self, ctx: &Context<'_>, _fh: u64, _events: u32) -> Result<u32, Errno> {
+    fn poll(&self, ctx: &Context<'_>, fh: u64, _events: u32) -> Result<u32, Errno> {
         if !self.entry_access(|| "poll".into(), ctx.pid) || self.state.is_unplugged() {
             return Ok(self.state.profile.poll(self.handler.kind()));
         }
-        // DEFAULT_POLLMASK, as media_poll()/v4l2_poll() answer without a poll op.
-        Ok((libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32)
+        match &self.handler {
+            // v4l2_subdev_poll: events only.
+            Handler::Subdev(h) if !h.has_events() => Ok(libc::POLLERR as u32),
+            Handler::Subdev(_) => {
+                let pending = self
+                    .open
+                    .lock()
+                    .get(&fh)
+                    .is_some_and(|s| !s.events.is_empty());
+                Ok(if pending { libc::POLLPRI as u32 } else { 0 })
+            }
+            // DEFAULT_POLLMASK, as media_poll() answers without a poll op; video nodes get the
+            // vb2 rules with streaming.
+            _ => Ok((libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32),
+        }
     }
 
     fn ioctl(&self, ctx: &Context<'_>, req: IoctlRequest<'_>, reply: ReplyIoctl) {
@@ -595,6 +789,169 @@ mod tests {
         call.join()
     }
 
+    fn subdev_rig(name: &str, profile: crate::instance::ErrnoProfile) -> (Rig, Arc<Node>) {
+        let state = Arc::new(InstanceState::new(0, profile, Lifetime::Refcount));
+        let audit = Audit::new();
+        let dev = MediaDevice::new(
+            Board::BeagleboardXm.media_device_info(0x060100),
+            audit.clone(),
+        );
+        let k = InProcKernel::new();
+        let bps: Arc<Breakpoints> = Arc::default();
+        let h = omap3isp::nodes::IspSubdev {
+            name: name.into(),
+            kernel_version: 0x060100,
+        };
+        let node = Node::new(
+            "/dev/v4l-subdev2".into(),
+            dev.clone(),
+            state.clone(),
+            bps.clone(),
+            Handler::Subdev(Arc::new(h)),
+        );
+        let s =
+            Session::start(k.transport(), &DeviceInfo::new("v4l-subdev2"), node.clone()).unwrap();
+        let handle = s.handle();
+        std::thread::spawn(move || s.run(2));
+        (
+            Rig {
+                k,
+                audit,
+                handle,
+                dev: Some(dev),
+                state,
+                bps,
+            },
+            node,
+        )
+    }
+
+    fn subscribe(
+        k: &InProcKernel,
+        f: &InProcFile,
+        cmd: u32,
+        ty: u32,
+        id: u32,
+    ) -> Result<i32, Errno> {
+        use ioctl_abi::videodev2::v4l2_event_subscription;
+        let mut sub = v4l2_event_subscription::zeroed();
+        sub.type_ = ty;
+        sub.id = id;
+        k.memory().map(0x2000, sub.as_bytes().to_vec());
+        f.ioctl(cmd, 0x2000)
+    }
+
+    #[test]
+    fn ccdc_events_subscribe_dequeue_block_and_poll() {
+        use ioctl_abi::videodev2::*;
+        let (r, node) = subdev_rig("OMAP3 ISP CCDC", crate::instance::ErrnoProfile::Mainline);
+        let k = &r.k;
+        let nb = k.open(libc::O_RDWR | libc::O_NONBLOCK).unwrap();
+        assert_eq!(
+            subscribe(k, &nb, VIDIOC_SUBSCRIBE_EVENT, V4L2_EVENT_FRAME_SYNC, 1),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            subscribe(k, &nb, VIDIOC_SUBSCRIBE_EVENT, V4L2_EVENT_CTRL, 0),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            subscribe(k, &nb, VIDIOC_SUBSCRIBE_EVENT, V4L2_EVENT_FRAME_SYNC, 0),
+            Ok(0)
+        );
+        k.memory().map(0x3000, vec![0; 136]);
+        assert_eq!(
+            nb.ioctl(VIDIOC_DQEVENT, 0x3000),
+            Err(Errno::ENOENT),
+            "non-blocking, nothing pending"
+        );
+        assert_eq!(nb.poll(libc::POLLPRI as u32), 0);
+        // Two events queued: poll says PRI, DQEVENT returns them in order with `pending`.
+        node.queue_event(V4L2_EVENT_FRAME_SYNC, 0, &7u32.to_ne_bytes());
+        node.queue_event(V4L2_EVENT_FRAME_SYNC, 0, &8u32.to_ne_bytes());
+        assert_eq!(nb.poll(libc::POLLPRI as u32), libc::POLLPRI as u32);
+        assert_eq!(nb.ioctl(VIDIOC_DQEVENT, 0x3000), Ok(0));
+        let ev = v4l2_event::read_from_bytes(&k.memory().region(0x3000).unwrap()).unwrap();
+        assert_eq!(
+            (ev.type_, ev.sequence, ev.pending),
+            (V4L2_EVENT_FRAME_SYNC, 0, 1)
+        );
+        assert_eq!(ev.event_frame_sync().frame_sequence, 7);
+        assert!(ev.timestamp.tv_sec > 0 || ev.timestamp.tv_nsec > 0);
+        // A blocking DQEVENT parks until the next event.
+        let b = k.open(libc::O_RDWR).unwrap();
+        assert_eq!(
+            subscribe(k, &b, VIDIOC_SUBSCRIBE_EVENT, V4L2_EVENT_FRAME_SYNC, 0),
+            Ok(0)
+        );
+        let call = b.start_ioctl(VIDIOC_DQEVENT, 0x3000);
+        call.wait_sent();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!call.is_finished(), "DQEVENT blocks without events");
+        node.queue_event(V4L2_EVENT_FRAME_SYNC, 0, &9u32.to_ne_bytes());
+        assert_eq!(call.join(), Ok(0));
+        // A signal interrupts it.
+        let call = b.start_ioctl(VIDIOC_DQEVENT, 0x3000);
+        call.wait_sent();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        call.interrupt();
+        assert_eq!(call.join(), Err(Errno::EINTR));
+        // Unsubscribing everything drops pending events.
+        assert_eq!(
+            subscribe(k, &nb, VIDIOC_UNSUBSCRIBE_EVENT, V4L2_EVENT_ALL, 0),
+            Ok(0)
+        );
+        assert_eq!(nb.ioctl(VIDIOC_DQEVENT, 0x3000), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn blocked_dqevent_across_unplug_per_profile() {
+        use crate::instance::ErrnoProfile;
+        use ioctl_abi::videodev2::*;
+        for (profile, wakes) in [
+            (ErrnoProfile::Mainline, false),
+            (ErrnoProfile::Strict, true),
+        ] {
+            let (mut r, node) = subdev_rig("OMAP3 ISP AEWB", profile);
+            let f = r.k.open(libc::O_RDWR).unwrap();
+            let aewb = ioctl_abi::omap3isp::V4L2_EVENT_OMAP3ISP_AEWB;
+            assert_eq!(subscribe(&r.k, &f, VIDIOC_SUBSCRIBE_EVENT, aewb, 0), Ok(0));
+            r.k.memory().map(0x3000, vec![0; 136]);
+            let call = f.start_ioctl(VIDIOC_DQEVENT, 0x3000);
+            call.wait_sent();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            r.unplug();
+            node.unplugged();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(call.is_finished(), wakes, "{profile:?}");
+            if wakes {
+                assert_eq!(call.join(), Err(Errno::ENODEV));
+            } else {
+                // Linux today: it sleeps on until a signal.
+                call.interrupt();
+                assert_eq!(call.join(), Err(Errno::EINTR));
+            }
+            assert_eq!(
+                f.poll(libc::POLLPRI as u32),
+                (libc::POLLERR | libc::POLLHUP | libc::POLLPRI) as u32
+            );
+        }
+    }
+
+    #[test]
+    fn subdevs_without_events() {
+        use ioctl_abi::videodev2::*;
+        let (r, _node) = subdev_rig("OMAP3 ISP preview", crate::instance::ErrnoProfile::Mainline);
+        let f = r.k.open(libc::O_RDWR).unwrap();
+        assert_eq!(
+            subscribe(&r.k, &f, VIDIOC_SUBSCRIBE_EVENT, V4L2_EVENT_FRAME_SYNC, 0),
+            Err(Errno::ENOTTY)
+        );
+        r.k.memory().map(0x3000, vec![0; 136]);
+        assert_eq!(f.ioctl(VIDIOC_DQEVENT, 0x3000), Err(Errno::ENOTTY));
+        assert_eq!(f.poll(libc::POLLIN as u32), libc::POLLERR as u32);
+    }
+
     #[test]
     fn call_in_flight_across_unplug_is_safe_in_the_reference_model() {
         let mut r = rig(Board::BeagleboardXm, Lifetime::Refcount);
@@ -639,6 +996,11 @@ mod tests {
                 Err(Errno::EIO)
             );
             f.close().unwrap();
+            // RELEASE is answered first and cleaned up after, as a CUSE server should.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while r.state.uaf_events().len() < want && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             let ev = r.state.uaf_events();
             assert_eq!(ev.len(), want, "{lifetime:?}: {ev:?}");
             if want > 0 {

@@ -63,6 +63,8 @@ struct NodeEntry {
     kind: &'static str,
     handle: SessionHandle,
     transport: Arc<DevCuse>,
+    /// Not a pin: the node (and its media device reference) goes with its channel.
+    node: std::sync::Weak<Node>,
 }
 
 /// One plugged-in device: its nodes, its media device (the driver's reference, dropped at
@@ -191,7 +193,11 @@ impl Daemon {
             if inst.state.is_unplugged() {
                 return Err(format!("instance {} is already unplugged", inst.id));
             }
-            let handles: Vec<SessionHandle> = inst.nodes.iter().map(|n| n.handle.clone()).collect();
+            let handles: Vec<(SessionHandle, std::sync::Weak<Node>)> = inst
+                .nodes
+                .iter()
+                .map(|n| (n.handle.clone(), n.node.clone()))
+                .collect();
             (
                 inst.state.clone(),
                 inst.media.take(),
@@ -212,7 +218,10 @@ impl Daemon {
                 "calls still in flight after 10 s"
             );
         }
-        for h in handles {
+        for (h, node) in handles {
+            if let Some(n) = node.upgrade() {
+                n.unplugged();
+            }
             h.unregister();
         }
         log.lock().push(format!("{} unplugged", self.stamp()));
@@ -507,6 +516,7 @@ impl Registrar<'_> {
             self.daemon.breakpoints.clone(),
             handler,
         );
+        let weak = Arc::downgrade(&node);
         let (session, transport) = register(&name, &mut self.daemon.numbers.lock(), node)?;
         let devt = transport
             .devt()
@@ -517,6 +527,7 @@ impl Registrar<'_> {
             kind,
             handle: session.handle(),
             transport,
+            node: weak,
         });
         let threads = self.daemon.cfg.threads;
         let (log, t0) = (self.log.clone(), self.daemon.started);

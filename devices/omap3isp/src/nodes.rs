@@ -57,6 +57,25 @@ pub struct IspSubdev {
     pub kernel_version: u32,
 }
 
+/// `OMAP3ISP_CCDC_NEVENTS`, `STAT_NEVENTS`: per-handle event queue depths.
+pub const CCDC_NEVENTS: usize = 16;
+pub const STAT_NEVENTS: usize = 8;
+
+impl IspSubdev {
+    /// The event the block emits, if it has `V4L2_SUBDEV_FL_HAS_EVENTS`: the CCDC signals
+    /// FRAME_SYNC at each frame start, the statistics engines their buffer-ready events.
+    pub fn event(&self) -> Option<(u32, usize)> {
+        use ioctl_abi::omap3isp::*;
+        match self.name.as_str() {
+            "OMAP3 ISP CCDC" => Some((V4L2_EVENT_FRAME_SYNC, CCDC_NEVENTS)),
+            "OMAP3 ISP AEWB" => Some((V4L2_EVENT_OMAP3ISP_AEWB, STAT_NEVENTS)),
+            "OMAP3 ISP AF" => Some((V4L2_EVENT_OMAP3ISP_AF, STAT_NEVENTS)),
+            "OMAP3 ISP histogram" => Some((V4L2_EVENT_OMAP3ISP_HIST, STAT_NEVENTS)),
+            _ => None,
+        }
+    }
+}
+
 impl SubdevIoctls for IspSubdev {
     fn querycap(&self) -> Result<v4l2_subdev_capability, Errno> {
         let mut cap = v4l2_subdev_capability::zeroed();
@@ -64,6 +83,19 @@ impl SubdevIoctls for IspSubdev {
         // Read-write node (not V4L2_SUBDEV_CAP_RO_SUBDEV); no streams.
         cap.capabilities = 0;
         Ok(cap)
+    }
+
+    fn has_events(&self) -> bool {
+        self.event().is_some()
+    }
+
+    /// `ccdc_subscribe_event` (FRAME_SYNC, id 0) and `omap3isp_stat_subscribe_event`.
+    fn subscribe_event(&self, sub: &v4l2_event_subscription) -> Result<usize, Errno> {
+        let (ty, depth) = self.event().ok_or(Errno::ENOTTY)?;
+        if sub.type_ != ty || (ty == V4L2_EVENT_FRAME_SYNC && sub.id != 0) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(depth)
     }
 }
 
@@ -93,5 +125,19 @@ mod tests {
             kernel_version: 0x060100,
         };
         assert_eq!(s.querycap().unwrap().version, 0x060100);
+        let mut sub = v4l2_event_subscription::zeroed();
+        sub.type_ = V4L2_EVENT_FRAME_SYNC;
+        assert_eq!(s.subscribe_event(&sub), Ok(CCDC_NEVENTS));
+        sub.id = 1;
+        assert_eq!(s.subscribe_event(&sub), Err(Errno::EINVAL));
+        sub.type_ = V4L2_EVENT_CTRL;
+        sub.id = 0;
+        assert_eq!(s.subscribe_event(&sub), Err(Errno::EINVAL));
+        let p = IspSubdev {
+            name: "OMAP3 ISP preview".into(),
+            kernel_version: 0x060100,
+        };
+        assert!(!p.has_events());
+        assert_eq!(p.subscribe_event(&sub), Err(Errno::ENOTTY));
     }
 }

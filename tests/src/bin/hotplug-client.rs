@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use ioctl_abi::media::{media_device_info, MEDIA_IOC_DEVICE_INFO};
 use ioctl_abi::subdev::{v4l2_subdev_capability, VIDIOC_SUBDEV_QUERYCAP};
-use ioctl_abi::videodev2::{v4l2_capability, VIDIOC_QUERYCAP};
+use ioctl_abi::videodev2::{
+    v4l2_capability, v4l2_event, v4l2_event_subscription, V4L2_EVENT_FRAME_SYNC, VIDIOC_DQEVENT,
+    VIDIOC_QUERYCAP, VIDIOC_SUBSCRIBE_EVENT,
+};
 use mcemu_tests::{expect, Report};
 use nix::errno::Errno;
 use parking_lot::Mutex;
@@ -138,6 +141,42 @@ fn wait_for(cond: impl Fn() -> bool, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+extern "C" fn on_usr1(_: libc::c_int) {}
+
+/// Subscribes `fd` (the CCDC) to FRAME_SYNC and blocks in VIDIOC_DQEVENT on another thread.
+/// Returns the thread (its result) and its pthread id for signalling.
+fn blocked_dqevent(fd: &OwnedFd) -> (std::thread::JoinHandle<Result<(), Errno>>, Arc<AtomicU64>) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(on_usr1),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR1, &act) }.expect("sigaction");
+    let mut sub = v4l2_event_subscription::zeroed();
+    sub.type_ = V4L2_EVENT_FRAME_SYNC;
+    // SAFETY: `sub` is a live struct of the size the command encodes.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_SUBSCRIBE_EVENT as _, &mut sub) };
+    assert_eq!(r, 0, "subscribing to FRAME_SYNC on the CCDC");
+    let fd = fd.try_clone().unwrap();
+    let tid = Arc::new(AtomicU64::new(0));
+    let t = tid.clone();
+    let h = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        t.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+        let mut ev = v4l2_event::zeroed();
+        // SAFETY: `ev` is a live struct of the size the command encodes.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_DQEVENT as _, &mut ev) };
+        if r < 0 {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    });
+    (h, tid)
+}
+
 fn errnos(profile: &str, r: &mut Report) {
     let media_errno = if profile == "mainline" {
         Errno::EIO
@@ -149,6 +188,7 @@ fn errnos(profile: &str, r: &mut Report) {
     let m = open(&media).expect("open media");
     let v = open(&video).expect("open video");
     let s = open(&subdev).expect("open subdev");
+    let (dq, dq_tid) = blocked_dqevent(&s);
     r.check("ioctls work before unplug", {
         expect(
             probe(&m, &media).is_ok() && probe(&v, &video).is_ok() && probe(&s, &subdev).is_ok(),
@@ -160,6 +200,10 @@ fn errnos(profile: &str, r: &mut Report) {
     let parked_v = std::thread::spawn(move || poll(&vp, libc::POLLPRI, 10_000));
     let parked_m = std::thread::spawn(move || poll(&mp, libc::POLLPRI, 10_000));
     std::thread::sleep(Duration::from_millis(200));
+    r.check(
+        "DQEVENT blocks before unplug",
+        expect(!dq.is_finished(), || "DQEVENT returned".into()),
+    );
     r.check(
         "pollers are parked before unplug",
         expect(!parked_v.is_finished() && !parked_m.is_finished(), || {
@@ -209,6 +253,39 @@ fn errnos(profile: &str, r: &mut Report) {
             || format!("{n} {rev:#x}"),
         )
     });
+    if profile == "strict" {
+        r.check("strict: the blocked DQEVENT wakes with ENODEV", {
+            let _ = wait_for(|| dq.is_finished(), "DQEVENT to return");
+            let got = if dq.is_finished() {
+                dq.join().unwrap()
+            } else {
+                Ok(())
+            };
+            expect(got == Err(Errno::ENODEV), || format!("{got:?}"))
+        });
+    } else {
+        std::thread::sleep(Duration::from_millis(300));
+        r.check(
+            &format!("{profile}: the blocked DQEVENT keeps blocking across unplug"),
+            expect(!dq.is_finished(), || "DQEVENT returned".into()),
+        );
+        // SAFETY: the thread is alive (blocked in the ioctl); SIGUSR1 has a no-op handler.
+        unsafe {
+            libc::pthread_kill(
+                dq_tid.load(Ordering::SeqCst) as libc::pthread_t,
+                libc::SIGUSR1,
+            )
+        };
+        r.check(&format!("{profile}: a signal ends it with EINTR"), {
+            let _ = wait_for(|| dq.is_finished(), "DQEVENT to return");
+            let got = if dq.is_finished() {
+                dq.join().unwrap()
+            } else {
+                Ok(())
+            };
+            expect(got == Err(Errno::EINTR), || format!("{got:?}"))
+        });
+    }
     r.check(
         "double unplug is refused with a message",
         match ctl(&["unplug", "--instance", "0"]) {
