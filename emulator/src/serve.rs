@@ -99,6 +99,7 @@ struct Daemon {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     started: std::time::Instant,
     breakpoints: Arc<Breakpoints>,
+    me: std::sync::Weak<Daemon>,
 }
 
 impl Daemon {
@@ -447,18 +448,34 @@ fn free_name(dev_root: &Path, prefix: &'static str) -> Result<String, ServeError
 
 /// Allocates device numbers: minors under one major, falling back to dynamic majors when the
 /// kernel refuses the fixed one.
+/// Device numbers: minors under one major. As on Linux today, a node's minor is free again only
+/// when the node is finally released (its channel closes after the last handle), so a replug
+/// while old handles are open gets other numbers, and one after they closed reuses them.
 struct Numbers {
     major: u32,
     next_minor: u32,
+    free: std::collections::BTreeSet<u32>,
 }
 
 impl Numbers {
     fn next(&mut self) -> (u32, u32) {
-        let m = self.next_minor;
-        if self.major != 0 {
-            self.next_minor += 1;
+        if self.major == 0 {
+            return (0, 0);
         }
-        (self.major, if self.major != 0 { m } else { 0 })
+        let m = match self.free.pop_first() {
+            Some(m) => m,
+            None => {
+                self.next_minor += 1;
+                self.next_minor - 1
+            }
+        };
+        (self.major, m)
+    }
+
+    fn release(&mut self, devt: (u32, u32)) {
+        if self.major != 0 && devt.0 == self.major {
+            self.free.insert(devt.1);
+        }
     }
 }
 
@@ -531,10 +548,15 @@ impl Registrar<'_> {
         });
         let threads = self.daemon.cfg.threads;
         let (log, t0) = (self.log.clone(), self.daemon.started);
+        let daemon = self.daemon.me.clone();
         let t = std::thread::Builder::new()
             .name(format!("serve-{name}"))
             .spawn(move || {
                 session.run(threads);
+                // The final release: the device number can be handed out again.
+                if let Some(d) = daemon.upgrade() {
+                    d.numbers.lock().release(devt);
+                }
                 log.lock()
                     .push(format!("{:.3} {name} closed", t0.elapsed().as_secs_f64()));
                 tracing::debug!(node = %name, "channel closed");
@@ -582,17 +604,19 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         Some(m) => m,
         None => pick_local_major().unwrap_or(0),
     };
-    let daemon = Arc::new(Daemon {
+    let daemon = Arc::new_cyclic(|me| Daemon {
         cfg: cfg.clone(),
         kernel_version: running_kernel_version(),
         numbers: Mutex::new(Numbers {
             major,
             next_minor: 0,
+            free: Default::default(),
         }),
         instances: Mutex::new(Vec::new()),
         threads: Mutex::new(Vec::new()),
         started: std::time::Instant::now(),
         breakpoints: Arc::default(),
+        me: me.clone(),
     });
     daemon.plug()?;
     crate::control::serve(&cfg.control, daemon.clone())?;
@@ -610,4 +634,24 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     daemon.shutdown();
     let _ = std::fs::remove_file(&cfg.control);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Numbers;
+
+    #[test]
+    fn minors_are_reused_after_release_lowest_first() {
+        let mut n = Numbers {
+            major: 60,
+            next_minor: 0,
+            free: Default::default(),
+        };
+        assert_eq!((n.next(), n.next(), n.next()), ((60, 0), (60, 1), (60, 2)));
+        n.release((60, 1));
+        n.release((60, 0));
+        assert_eq!((n.next(), n.next(), n.next()), ((60, 0), (60, 1), (60, 3)));
+        n.release((254, 0));
+        assert_eq!(n.next(), (60, 4), "another major's numbers are not ours");
+    }
 }

@@ -25,6 +25,7 @@ run_client() { # NAME ARGS...: runs hotplug-client against a fresh daemon, folds
 for profile in mainline enodev strict; do
   SERVE_ARGS="--errno-profile $profile" run_client "errnos-$profile" errnos $profile
 done
+SERVE_ARGS="" run_client close-orders close-orders
 SERVE_ARGS="" run_client selftests selftests 10
 SERVE_ARGS="--board n900" run_client stress stress 30 4
 # sysfs-style bind/unbind files, as the kernel selftests' bind_unbind_sample.sh uses them.

@@ -2,6 +2,7 @@
 //!
 //!   hotplug-client errnos mainline|enodev|strict   handles left open across unplug, replug, close order
 //!   hotplug-client selftests CYCLES                the kernel selftests' loops while unplugging
+//!   hotplug-client close-orders                    every close order of handles kept across unplug
 //!   hotplug-client stress CYCLES THREADS           random open/ioctl/close across unplug/replug cycles
 //!   hotplug-client stale PATH                      unplug with PATH open, then one ioctl and close
 
@@ -367,6 +368,64 @@ fn errnos(profile: &str, r: &mut Report) {
     );
 }
 
+/// Every order of closing a media, a video and a sub-device handle kept open across unplug: the
+/// media device goes at the last close, never before; a replug after that reuses the numbers.
+fn close_orders(r: &mut Report) {
+    let orders: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let kinds = ["media", "video", "subdev"];
+    for (n, order) in orders.iter().enumerate() {
+        let (media, videos, subdevs) = nodes();
+        let paths = [media.clone(), videos[2].clone(), subdevs[2].clone()];
+        let mut fds: Vec<Option<OwnedFd>> = paths.iter().map(|p| open(p).ok()).collect();
+        let released_before = field(&summary(), "released");
+        let name = order
+            .iter()
+            .map(|i| kinds[*i])
+            .collect::<Vec<_>>()
+            .join(", ");
+        r.check(
+            &format!("order {name}: unplug with three handles open"),
+            ctl_ok(&["unplug"]).map(|_| ()),
+        );
+        for (k, i) in order.iter().enumerate() {
+            fds[*i] = None;
+            if k < 2 {
+                std::thread::sleep(Duration::from_millis(250));
+                let s = summary();
+                r.check(
+                    &format!("order {name}: still pinned after closing the {}", kinds[*i]),
+                    expect(field(&s, "released") == released_before, || s.clone()),
+                );
+            }
+        }
+        r.check(&format!("order {name}: released at the last close"), {
+            wait_for(
+                || field(&summary(), "released") == released_before + 1,
+                "release",
+            )
+        });
+        r.check(&format!("order {name}: replug"), {
+            ctl_ok(&["replug"])
+                .and_then(|_| ctl_ok(&["status", "--wait", "30"]))
+                .map(|_| ())
+        });
+        if n == 0 {
+            let (again, _, _) = nodes();
+            r.check(
+                "after the final release a replug reuses the node numbers",
+                expect(again == media, || format!("{again} after {media}")),
+            );
+        }
+    }
+}
+
 /// media_device_test / video_device_test / open_loop_test.sh, while unplug and replug cycle.
 fn selftests(cycles: u32, r: &mut Report) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -577,6 +636,7 @@ fn main() {
             &mut r,
         ),
         Some("selftests") => selftests(num(1, 10), &mut r),
+        Some("close-orders") => close_orders(&mut r),
         Some("stress") => stress(num(1, 30), num(2, 4), &mut r),
         Some("stale") => {
             // Open PATH, unplug, use the stale handle once, close it: prints the errno.
