@@ -54,6 +54,24 @@ struct Armed {
     stage: Stage,
 }
 
+/// What `ctl inject` asks for: the next `count` calls of `ioctl` on `node` are delayed by
+/// `delay_ms` and/or answered with the errno named `errno` (e.g. "EIO").
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FaultSpec {
+    pub node: String,
+    pub ioctl: String,
+    #[serde(default)]
+    pub errno: Option<String>,
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// An injected fault: the next `count` matching calls are delayed and/or fail.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fault {
@@ -126,17 +144,18 @@ impl Breakpoints {
             || g.faults.iter().any(|f| f.node == node && f.cmd == cmd)
     }
 
-    /// Injects a fault into the next `count` calls of `ioctl` on `node`.
-    pub fn inject(
-        &self,
-        node: &str,
-        ioctl: &str,
-        errno: Option<&str>,
-        delay_ms: u64,
-        count: u32,
-    ) -> Result<u32, String> {
+    /// Injects a fault.
+    pub fn inject(&self, spec: &FaultSpec) -> Result<u32, String> {
+        let FaultSpec {
+            node,
+            ioctl,
+            errno,
+            delay_ms,
+            count,
+        } = spec;
+        let (delay_ms, count) = (*delay_ms, *count);
         let cmd = ioctl_by_name(ioctl).ok_or_else(|| format!("unknown ioctl {ioctl:?}"))?;
-        let errno = match errno {
+        let errno = match errno.as_deref() {
             None => None,
             Some(name) => {
                 Some(errno_by_name(name).ok_or_else(|| format!("unknown errno {name:?}"))?)
@@ -270,14 +289,17 @@ mod tests {
     fn faults_apply_count_times() {
         let b = Breakpoints::default();
         assert_eq!(errno_by_name("EIO"), Some(5));
-        assert!(b
-            .inject("/dev/video0", "VIDIOC_QUERYCAP", Some("EBOGUS"), 0, 1)
-            .is_err());
-        assert!(b
-            .inject("/dev/video0", "VIDIOC_QUERYCAP", None, 0, 1)
-            .is_err());
-        b.inject("/dev/video0", "VIDIOC_QUERYCAP", Some("EIO"), 1, 2)
-            .unwrap();
+        let spec = |errno: Option<&str>, delay_ms, count| FaultSpec {
+            node: "/dev/video0".into(),
+            ioctl: "VIDIOC_QUERYCAP".into(),
+            errno: errno.map(String::from),
+            delay_ms,
+            count,
+        };
+        assert!(b.inject(&spec(Some("EBOGUS"), 0, 1)).is_err());
+        assert!(b.inject(&spec(None, 0, 1)).is_err());
+        assert!(b.inject(&spec(Some("EIO"), 0, 0)).is_err());
+        b.inject(&spec(Some("EIO"), 1, 2)).unwrap();
         let cmd = ioctl_by_name("VIDIOC_QUERYCAP").unwrap();
         assert!(b.armed_for("/dev/video0", cmd));
         assert_eq!(b.fault("/dev/video0", cmd), Some(nix::errno::Errno::EIO));

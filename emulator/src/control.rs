@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::breakpoints::FaultSpec;
+
 pub const DEFAULT_SOCKET: &str = "/run/mcemu/control.sock";
 /// Longest request line accepted.
 const MAX_LINE: u64 = 64 * 1024;
@@ -87,20 +89,7 @@ pub enum Request {
         #[serde(default)]
         id: Option<u32>,
     },
-    Inject {
-        node: String,
-        ioctl: String,
-        #[serde(default)]
-        errno: Option<String>,
-        #[serde(default)]
-        delay_ms: u64,
-        #[serde(default = "default_count")]
-        count: u32,
-    },
-}
-
-fn default_count() -> u32 {
-    1
+    Inject(FaultSpec),
 }
 
 fn default_stage() -> String {
@@ -154,14 +143,7 @@ pub trait Control: Send + Sync + 'static {
     fn arm(&self, node: &str, ioctl: &str, stage: &str) -> Result<serde_json::Value, String>;
     fn wait_hit(&self, timeout: f64) -> Result<serde_json::Value, String>;
     fn cont(&self, id: Option<u32>) -> Result<serde_json::Value, String>;
-    fn inject(
-        &self,
-        node: &str,
-        ioctl: &str,
-        errno: Option<&str>,
-        delay_ms: u64,
-        count: u32,
-    ) -> Result<serde_json::Value, String>;
+    fn inject(&self, spec: &FaultSpec) -> Result<serde_json::Value, String>;
 }
 
 /// Answers one request line.
@@ -183,13 +165,12 @@ pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
         Ok(Request::Break { node, ioctl, stage }) => Response::result(ctl.arm(&node, &ioctl, &stage)),
         Ok(Request::WaitHit { timeout }) => Response::result(ctl.wait_hit(timeout)),
         Ok(Request::Continue { id }) => Response::result(ctl.cont(id)),
-        Ok(Request::Inject { node, ioctl, errno, delay_ms, count }) => {
-            Response::result(ctl.inject(&node, &ioctl, errno.as_deref(), delay_ms, count))
-        }
+        Ok(Request::Inject(spec)) => Response::result(ctl.inject(&spec)),
         Err(e) => match v.get("cmd").and_then(|c| c.as_str()) {
-            Some(c @ ("status" | "unplug" | "replug" | "audit" | "break" | "wait_hit" | "continue" | "inject")) => {
-                Response::error(format!("bad arguments for {c:?}: {e}"))
-            }
+            Some(
+                c @ ("status" | "unplug" | "replug" | "audit" | "break" | "wait_hit" | "continue"
+                | "inject"),
+            ) => Response::error(format!("bad arguments for {c:?}: {e}")),
             Some(c) => Response::error(format!(
                 "unknown command {c:?} (known: status, unplug, replug, audit, break, wait_hit, continue, inject)"
             )),
@@ -421,14 +402,7 @@ mod tests {
         fn cont(&self, _: Option<u32>) -> Result<serde_json::Value, String> {
             Err("no call is parked".into())
         }
-        fn inject(
-            &self,
-            _: &str,
-            _: &str,
-            _: Option<&str>,
-            _: u64,
-            _: u32,
-        ) -> Result<serde_json::Value, String> {
+        fn inject(&self, _: &FaultSpec) -> Result<serde_json::Value, String> {
             Ok(serde_json::json!({"fault": 1}))
         }
     }

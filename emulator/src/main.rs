@@ -207,13 +207,13 @@ fn main() {
                 count,
             } => control::simple_command(
                 &control,
-                &control::Request::Inject {
+                &control::Request::Inject(control::FaultSpec {
                     node,
                     ioctl,
                     errno,
                     delay_ms,
                     count,
-                },
+                }),
                 false,
             ),
         },

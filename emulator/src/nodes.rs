@@ -339,38 +339,40 @@ impl CallStages<'_> {
     }
 }
 
-impl Stages<Arc<dyn MediaIoctls>> for CallStages<'_> {
-    fn mid(&self) -> Result<Arc<dyn MediaIoctls>, Errno> {
-        Ok(self.device()?)
-    }
-    fn reply(&self) {
-        let n = self.node;
-        n.breakpoints.at(&n.path, self.cmd, Stage::Reply, self.pid);
+/// The handler a node type's dispatcher works with, picked at stage "mid".
+trait Pick: Sized {
+    fn pick(handler: &Handler, dev: Arc<MediaDevice>) -> Option<Self>;
+}
+
+impl Pick for Arc<dyn MediaIoctls> {
+    fn pick(_: &Handler, dev: Arc<MediaDevice>) -> Option<Self> {
+        Some(dev)
     }
 }
 
-impl Stages<Arc<dyn VideoIoctls>> for CallStages<'_> {
-    fn mid(&self) -> Result<Arc<dyn VideoIoctls>, Errno> {
-        // The video device's state lives in the driver context.
-        self.device()?;
-        match &self.node.handler {
-            Handler::Video(h) => Ok(h.clone()),
-            _ => Err(Errno::ENOTTY),
+impl Pick for Arc<dyn VideoIoctls> {
+    fn pick(handler: &Handler, _: Arc<MediaDevice>) -> Option<Self> {
+        match handler {
+            Handler::Video(h) => Some(h.clone()),
+            _ => None,
         }
-    }
-    fn reply(&self) {
-        let n = self.node;
-        n.breakpoints.at(&n.path, self.cmd, Stage::Reply, self.pid);
     }
 }
 
-impl Stages<Arc<dyn SubdevIoctls>> for CallStages<'_> {
-    fn mid(&self) -> Result<Arc<dyn SubdevIoctls>, Errno> {
-        self.device()?;
-        match &self.node.handler {
-            Handler::Subdev(h) => Ok(h.clone()),
-            _ => Err(Errno::ENOTTY),
+impl Pick for Arc<dyn SubdevIoctls> {
+    fn pick(handler: &Handler, _: Arc<MediaDevice>) -> Option<Self> {
+        match handler {
+            Handler::Subdev(h) => Some(h.clone()),
+            _ => None,
         }
+    }
+}
+
+impl<H: Pick> Stages<H> for CallStages<'_> {
+    fn mid(&self) -> Result<H, Errno> {
+        // Video and sub-device state lives in the driver context too: reach it first.
+        let dev = self.device()?;
+        H::pick(&self.node.handler, dev).ok_or(Errno::ENOTTY)
     }
     fn reply(&self) {
         let n = self.node;

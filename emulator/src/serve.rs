@@ -365,18 +365,9 @@ impl Control for Daemon {
         serde_json::to_value(hit).map_err(|e| e.to_string())
     }
 
-    fn inject(
-        &self,
-        node: &str,
-        ioctl: &str,
-        errno: Option<&str>,
-        delay_ms: u64,
-        count: u32,
-    ) -> Result<serde_json::Value, String> {
-        self.check_node(node)?;
-        let id = self
-            .breakpoints
-            .inject(node, ioctl, errno, delay_ms, count)?;
+    fn inject(&self, spec: &crate::control::FaultSpec) -> Result<serde_json::Value, String> {
+        self.check_node(&spec.node)?;
+        let id = self.breakpoints.inject(spec)?;
         Ok(serde_json::json!({ "fault": id }))
     }
 
