@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cuse::{Errno, IoctlRound, ReplyIoctl};
 use ioctl_abi::media::*;
-use ioctl_abi::subdev::{v4l2_subdev_capability, VIDIOC_SUBDEV_QUERYCAP};
+use ioctl_abi::subdev::*;
 use ioctl_abi::videodev2::{v4l2_capability, VIDIOC_QUERYCAP};
 use ioctl_abi::{ioc_dir, ioc_size, IOC_READ, IOC_WRITE};
 use media_graph::{MediaIoctls, SubdevIoctls, VideoIoctls};
@@ -204,12 +204,50 @@ pub fn video(st: &dyn Stages<Video>, round: &mut IoctlRound<'_>, reply: ReplyIoc
     }
 }
 
-/// `/dev/v4l-subdevN`.
+/// `/dev/v4l-subdevN`, as `subdev_do_ioctl` routes the pad operations.
 pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    let fh = round.request().fh;
     match round.request().cmd {
         VIDIOC_SUBDEV_QUERYCAP => {
             fixed(round, reply, st, |h: &Subdev, _: v4l2_subdev_capability| {
                 h.querycap().map(|c| (0, c))
+            })
+        }
+        VIDIOC_SUBDEV_ENUM_MBUS_CODE => fixed(round, reply, st, |h: &Subdev, c| {
+            h.enum_mbus_code(fh, c).map(|c| (0, c))
+        }),
+        VIDIOC_SUBDEV_ENUM_FRAME_SIZE => fixed(round, reply, st, |h: &Subdev, f| {
+            h.enum_frame_size(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_SUBDEV_G_FMT => fixed(round, reply, st, |h: &Subdev, f| {
+            h.get_fmt(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_SUBDEV_S_FMT => fixed(round, reply, st, |h: &Subdev, f| {
+            h.set_fmt(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_SUBDEV_G_SELECTION => fixed(round, reply, st, |h: &Subdev, s| {
+            h.get_selection(fh, s).map(|s| (0, s))
+        }),
+        VIDIOC_SUBDEV_S_SELECTION => fixed(round, reply, st, |h: &Subdev, s| {
+            h.set_selection(fh, s).map(|s| (0, s))
+        }),
+        // The legacy crop ioctls are selections of the CROP target.
+        VIDIOC_SUBDEV_G_CROP | VIDIOC_SUBDEV_S_CROP => {
+            let set = round.request().cmd == VIDIOC_SUBDEV_S_CROP;
+            fixed(round, reply, st, |h: &Subdev, mut c: v4l2_subdev_crop| {
+                let mut sel = v4l2_subdev_selection::zeroed();
+                sel.which = c.which;
+                sel.pad = c.pad;
+                sel.target = ioctl_abi::videodev2::V4L2_SEL_TGT_CROP;
+                sel.r = c.rect;
+                let sel = if set {
+                    h.set_selection(fh, sel)?
+                } else {
+                    h.get_selection(fh, sel)?
+                };
+                c.reserved = [0; 8];
+                c.rect = sel.r;
+                Ok((0, c))
             })
         }
         _ => reply.error(Errno::ENOTTY),

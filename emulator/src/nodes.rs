@@ -392,6 +392,9 @@ impl Device for Node {
         };
         self.notifier.lock().get_or_insert_with(|| ctx.notifier());
         let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        if let Handler::Subdev(h) = &self.handler {
+            h.open(n);
+        }
         self.open.lock().insert(
             n,
             FhState {
@@ -409,6 +412,9 @@ impl Device for Node {
 
     fn release(&self, fh: u64) {
         self.parked.lock().retain(|(f, _)| *f != fh);
+        if let Handler::Subdev(h) = &self.handler {
+            h.release(fh);
+        }
         let fh = self.open.lock().remove(&fh);
         // Under devm the release path (v4l2_release, cdev_put) touches the freed device node.
         if fh.is_some() {
@@ -792,6 +798,15 @@ mod tests {
     }
 
     fn subdev_rig(name: &str, profile: crate::instance::ErrnoProfile) -> (Rig, Arc<Node>) {
+        subdev_rig_with(name, profile, 1, None)
+    }
+
+    fn subdev_rig_with(
+        name: &str,
+        profile: crate::instance::ErrnoProfile,
+        num_pads: usize,
+        pads: Option<Arc<omap3isp::pads::SubdevPads>>,
+    ) -> (Rig, Arc<Node>) {
         let state = Arc::new(InstanceState::new(0, profile, Lifetime::Refcount));
         let audit = Audit::new();
         let dev = MediaDevice::new(
@@ -803,6 +818,8 @@ mod tests {
         let h = omap3isp::nodes::IspSubdev {
             name: name.into(),
             kernel_version: 0x060100,
+            num_pads,
+            pads,
         };
         let node = Node::new(
             "/dev/v4l-subdev2".into(),
@@ -938,6 +955,88 @@ mod tests {
                 (libc::POLLERR | libc::POLLHUP | libc::POLLPRI) as u32
             );
         }
+    }
+
+    #[test]
+    fn subdev_formats_try_per_handle_active_shared() {
+        use ioctl_abi::subdev::*;
+        let pads = omap3isp::pads::SubdevPads::new(Box::new(omap3isp::pads::CcdcPads));
+        let (r, _node) = subdev_rig_with(
+            "OMAP3 ISP CCDC",
+            crate::instance::ErrnoProfile::Mainline,
+            3,
+            Some(pads),
+        );
+        let k = &r.k;
+        let (a, b) = (k.open(libc::O_RDWR).unwrap(), k.open(libc::O_RDWR).unwrap());
+        let fmt = |f: &InProcFile, cmd, which, pad, code, w, h| {
+            let mut v = v4l2_subdev_format::zeroed();
+            v.which = which;
+            v.pad = pad;
+            v.format.code = code;
+            v.format.width = w;
+            v.format.height = h;
+            ioctl_struct(k, f, cmd, &v)
+        };
+        let try_ = V4L2_SUBDEV_FORMAT_TRY;
+        let (res, out) = fmt(
+            &a,
+            VIDIOC_SUBDEV_S_FMT,
+            try_,
+            0,
+            MEDIA_BUS_FMT_SGRBG12_1X12,
+            1298,
+            970,
+        );
+        assert_eq!(res, Ok(0));
+        assert_eq!((out.format.width, out.format.height), (1298, 970));
+        // Handle a's TRY state propagated to its own source pads only.
+        let (_, of) = fmt(&a, VIDIOC_SUBDEV_G_FMT, try_, 1, 0, 0, 0);
+        assert_eq!(of.format.width, 1296);
+        let (_, other) = fmt(&b, VIDIOC_SUBDEV_G_FMT, try_, 1, 0, 0, 0);
+        assert_eq!(other.format.width, 4096, "TRY state is per file handle");
+        let (_, active) = fmt(
+            &b,
+            VIDIOC_SUBDEV_G_FMT,
+            V4L2_SUBDEV_FORMAT_ACTIVE,
+            1,
+            0,
+            0,
+            0,
+        );
+        assert_eq!(active.format.width, 4096);
+        // The core's checks: bad `which`, pad out of range.
+        assert_eq!(
+            fmt(&a, VIDIOC_SUBDEV_G_FMT, 2, 0, 0, 0, 0).0,
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            fmt(&a, VIDIOC_SUBDEV_G_FMT, try_, 3, 0, 0, 0).0,
+            Err(Errno::EINVAL)
+        );
+        // enum_frame_size: the try function at 1x1 and at the maximum.
+        let mut fse = v4l2_subdev_frame_size_enum::zeroed();
+        fse.code = MEDIA_BUS_FMT_SGRBG10_1X10;
+        fse.which = try_;
+        let (res, fse) = ioctl_struct(k, &a, VIDIOC_SUBDEV_ENUM_FRAME_SIZE, &fse);
+        assert_eq!(res, Ok(0));
+        assert_eq!(
+            (fse.min_width, fse.max_width, fse.min_height, fse.max_height),
+            (32, 4096, 32, 4096)
+        );
+        let mut bad = fse;
+        bad.code = MEDIA_BUS_FMT_UYVY8_1X16;
+        assert_eq!(
+            ioctl_struct(k, &a, VIDIOC_SUBDEV_ENUM_FRAME_SIZE, &bad).0,
+            Err(Errno::EINVAL)
+        );
+        // Legacy G_CROP maps onto the crop selection of pad 1.
+        let mut c = v4l2_subdev_crop::zeroed();
+        c.which = try_;
+        c.pad = 1;
+        let (res, c) = ioctl_struct(k, &a, VIDIOC_SUBDEV_G_CROP, &c);
+        assert_eq!(res, Ok(0));
+        assert_eq!((c.rect.width, c.rect.height), (1296, 970));
     }
 
     #[test]

@@ -576,6 +576,8 @@ impl NodeRegistrar for Registrar<'_> {
         let h = IspSubdev {
             name: node.name.clone(),
             kernel_version: self.daemon.kernel_version,
+            num_pads: node.num_pads,
+            pads: node.pads.clone(),
         };
         self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))
     }

@@ -22,7 +22,7 @@ fn rust_layouts_and_ioctl_numbers_match_the_c_headers() {
     let mut src = String::from(
         "#include <stddef.h>\n#include <stdio.h>\n#include <time.h>\n#include <sys/time.h>\n\
          #include <linux/media.h>\n#include <linux/videodev2.h>\n#include <linux/v4l2-subdev.h>\n\
-         #include <linux/omap3isp.h>\nint main(void) {\n",
+         #include <linux/omap3isp.h>\n#include <linux/media-bus-format.h>\nint main(void) {\n",
     );
     let mut expected = BTreeMap::new();
     let mut fields = 0;

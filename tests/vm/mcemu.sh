@@ -86,6 +86,20 @@ media_ctl_fails "the resizer reads memory or the video port, not both (EBUSY)" 1
 media_ctl_fails "immutable links stay enabled (EINVAL)" 22 '"OMAP3 ISP CCDC":2->"OMAP3 ISP AEWB":0[0]'
 check "media-ctl -r resets the links" media-ctl -d /dev/media0 -r
 check_graph "beagleboard-xm after media-ctl -r" beagleboard-xm
+# Pad formats: the CCDC's propagation and crop rules (omap3isp.md §2.4, dump 1).
+check "media-ctl -V sets the CCDC sink to SGRBG12 1298x970" media-ctl -d /dev/media0 -V '"OMAP3 ISP CCDC":0 [fmt:SGRBG12_1X12/1298x970]'
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCDC":1' > /tmp/of.txt
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCDC":2' > /tmp/vp.txt
+contains "CCDC OF: width rounded down to 16, crop reset" /tmp/of.txt "[fmt:SGRBG12_1X12/1296x970 field:none colorspace:srgb"
+contains "CCDC OF: crop bounds up to the next multiple of 16" /tmp/of.txt "crop.bounds:(0,0)/1312x970"
+contains "CCDC VP: truncated to 10 bits, one line less" /tmp/vp.txt "[fmt:SGRBG10_1X10/1298x969 field:none colorspace:srgb]"
+check "media-ctl -V crops the CCDC OF" media-ctl -d /dev/media0 -V '"OMAP3 ISP CCDC":1 [crop:(3,5)/1000x601]'
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCDC":1' > /tmp/of.txt
+contains "CCDC crop: even origin, width a multiple of 16, even height" /tmp/of.txt "crop:(2,4)/992x600"
+contains "CCDC OF follows the crop" /tmp/of.txt "[fmt:SGRBG12_1X12/992x600"
+check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt
+contains "preview crop margins for Bayer input: (8,4)/(W-14)x(H-8)" /tmp/prv.txt "crop:(8,4)/1284x961"
 check "a second daemon on the same control socket is refused" sh -c \
   'mcemu serve 2>/tmp/second.log; test $? -ne 0 && grep -q "already listening" /tmp/second.log'
 stop

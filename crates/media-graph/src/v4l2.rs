@@ -1,7 +1,10 @@
 //! Handler traits of the V4L2 device nodes, one method per ioctl, each defaulting to ENOTTY.
 //! The ioctl dispatcher decodes arguments and calls these; device models implement them.
 
-use ioctl_abi::subdev::v4l2_subdev_capability;
+use ioctl_abi::subdev::{
+    v4l2_subdev_capability, v4l2_subdev_format, v4l2_subdev_frame_size_enum,
+    v4l2_subdev_mbus_code_enum, v4l2_subdev_selection,
+};
 use ioctl_abi::videodev2::{v4l2_capability, v4l2_event_subscription};
 use nix::errno::Errno;
 
@@ -24,6 +27,43 @@ pub trait SubdevIoctls: Send + Sync {
     /// `core.subscribe_event`: validates a subscription and returns the per-handle queue depth.
     /// The event queues themselves are the core's (the dispatcher's).
     fn subscribe_event(&self, _sub: &v4l2_event_subscription) -> Result<usize, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    /// A file handle was opened (the subdev `open` internal op: new TRY state) or closed.
+    fn open(&self, _fh: u64) {}
+    fn release(&self, _fh: u64) {}
+    fn enum_mbus_code(
+        &self,
+        _fh: u64,
+        _c: v4l2_subdev_mbus_code_enum,
+    ) -> Result<v4l2_subdev_mbus_code_enum, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn enum_frame_size(
+        &self,
+        _fh: u64,
+        _f: v4l2_subdev_frame_size_enum,
+    ) -> Result<v4l2_subdev_frame_size_enum, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn get_fmt(&self, _fh: u64, _f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn set_fmt(&self, _fh: u64, _f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn get_selection(
+        &self,
+        _fh: u64,
+        _s: v4l2_subdev_selection,
+    ) -> Result<v4l2_subdev_selection, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn set_selection(
+        &self,
+        _fh: u64,
+        _s: v4l2_subdev_selection,
+    ) -> Result<v4l2_subdev_selection, Errno> {
         Err(Errno::ENOTTY)
     }
 }

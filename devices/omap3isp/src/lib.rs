@@ -4,6 +4,7 @@
 
 pub mod links;
 pub mod nodes;
+pub mod pads;
 pub mod topology;
 
 use media_graph::{kernel_version_code, MediaDeviceInfo};
@@ -42,6 +43,15 @@ impl Board {
         match self {
             Board::BeagleboardXm => 0xf0,
             Board::N900 => 0x20,
+        }
+    }
+
+    /// The preview engine's widest input (`preview_max_in_width`): 3300 on ISP revision 2.0,
+    /// 4096 on 15.0.
+    pub fn preview_max_in_width(self) -> u32 {
+        match self {
+            Board::BeagleboardXm => 4096,
+            Board::N900 => 3300,
         }
     }
 

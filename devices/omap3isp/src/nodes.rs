@@ -3,7 +3,12 @@
 use ioctl_abi::set_cstr;
 use ioctl_abi::subdev::v4l2_subdev_capability;
 use ioctl_abi::videodev2::*;
+use std::sync::Arc;
+
+use ioctl_abi::subdev::*;
 use media_graph::{SubdevIoctls, VideoIoctls};
+
+use crate::pads::SubdevPads;
 use nix::errno::Errno;
 
 /// `ISP_VIDEO_DRIVER_NAME`.
@@ -51,10 +56,14 @@ impl VideoIoctls for IspVideo {
 }
 
 /// A sub-device node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IspSubdev {
     pub name: String,
     pub kernel_version: u32,
+    pub num_pads: usize,
+    /// The block's pad operations; None where the driver has none (statistics) or they are
+    /// not emulated yet (resizer, sensors).
+    pub pads: Option<Arc<SubdevPads>>,
 }
 
 /// `OMAP3ISP_CCDC_NEVENTS`, `STAT_NEVENTS`: per-handle event queue depths.
@@ -76,6 +85,19 @@ impl IspSubdev {
     }
 }
 
+impl IspSubdev {
+    /// The subdev core's `check_which` and `check_pad`.
+    fn check(&self, which: u32, pad: u32) -> Result<(), Errno> {
+        if which != V4L2_SUBDEV_FORMAT_TRY && which != V4L2_SUBDEV_FORMAT_ACTIVE {
+            return Err(Errno::EINVAL);
+        }
+        if pad as usize >= self.num_pads {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+}
+
 impl SubdevIoctls for IspSubdev {
     fn querycap(&self) -> Result<v4l2_subdev_capability, Errno> {
         let mut cap = v4l2_subdev_capability::zeroed();
@@ -87,6 +109,121 @@ impl SubdevIoctls for IspSubdev {
 
     fn has_events(&self) -> bool {
         self.event().is_some()
+    }
+
+    fn open(&self, fh: u64) {
+        if let Some(p) = &self.pads {
+            p.open(fh);
+        }
+    }
+
+    fn release(&self, fh: u64) {
+        if let Some(p) = &self.pads {
+            p.release(fh);
+        }
+    }
+
+    fn enum_mbus_code(
+        &self,
+        fh: u64,
+        mut c: v4l2_subdev_mbus_code_enum,
+    ) -> Result<v4l2_subdev_mbus_code_enum, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(c.which, c.pad)?;
+        c.reserved = [0; 7];
+        c.code = pads.with(fh, c.which, |b, st| {
+            b.enum_mbus_code(st, c.pad as usize, c.index)
+        })??;
+        Ok(c)
+    }
+
+    /// The driver's enum_frame_size: index 0 only; the try function applied to 1x1 and to the
+    /// largest request; EINVAL if it changes the code.
+    fn enum_frame_size(
+        &self,
+        fh: u64,
+        mut f: v4l2_subdev_frame_size_enum,
+    ) -> Result<v4l2_subdev_frame_size_enum, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(f.which, f.pad)?;
+        if f.index != 0 {
+            return Err(Errno::EINVAL);
+        }
+        f.reserved = [0; 8];
+        let (min, max) = pads.with(fh, f.which, |b, st| {
+            let probe = |w: u32, h: u32| {
+                let mut m = v4l2_mbus_framefmt::zeroed();
+                m.code = f.code;
+                m.width = w;
+                m.height = h;
+                b.try_fmt(st, f.pad as usize, &mut m);
+                m
+            };
+            (probe(1, 1), probe(u32::MAX, u32::MAX))
+        })?;
+        if min.code != f.code {
+            return Err(Errno::EINVAL);
+        }
+        f.min_width = min.width;
+        f.min_height = min.height;
+        f.max_width = max.width;
+        f.max_height = max.height;
+        Ok(f)
+    }
+
+    fn get_fmt(&self, fh: u64, mut f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(f.which, f.pad)?;
+        f.reserved = [0; 8];
+        f.format = pads.with(fh, f.which, |_, st| st.fmt[f.pad as usize])?;
+        Ok(f)
+    }
+
+    fn set_fmt(&self, fh: u64, mut f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(f.which, f.pad)?;
+        f.reserved = [0; 8];
+        f.format.reserved = [0; 10];
+        let mut m = f.format;
+        pads.with(fh, f.which, |b, st| b.set_fmt(st, f.pad as usize, &mut m))?;
+        f.format = m;
+        Ok(f)
+    }
+
+    fn get_selection(
+        &self,
+        fh: u64,
+        mut s: v4l2_subdev_selection,
+    ) -> Result<v4l2_subdev_selection, Errno> {
+        let pads = self
+            .pads
+            .as_ref()
+            .filter(|p| p.block().has_selection())
+            .ok_or(Errno::ENOTTY)?;
+        self.check(s.which, s.pad)?;
+        s.reserved = [0; 8];
+        s.r = pads.with(fh, s.which, |b, st| {
+            b.get_selection(st, s.pad as usize, s.target)
+        })??;
+        Ok(s)
+    }
+
+    fn set_selection(
+        &self,
+        fh: u64,
+        mut s: v4l2_subdev_selection,
+    ) -> Result<v4l2_subdev_selection, Errno> {
+        let pads = self
+            .pads
+            .as_ref()
+            .filter(|p| p.block().has_selection())
+            .ok_or(Errno::ENOTTY)?;
+        self.check(s.which, s.pad)?;
+        s.reserved = [0; 8];
+        s.r = pads.with(fh, s.which, |b, st| {
+            b.set_selection(st, s.pad as usize, s.target, s.flags, s.r)
+        })??;
+        Ok(s)
     }
 
     /// `ccdc_subscribe_event` (FRAME_SYNC, id 0) and `omap3isp_stat_subscribe_event`.
@@ -123,6 +260,8 @@ mod tests {
         let s = IspSubdev {
             name: "OMAP3 ISP CCDC".into(),
             kernel_version: 0x060100,
+            num_pads: 3,
+            pads: None,
         };
         assert_eq!(s.querycap().unwrap().version, 0x060100);
         let mut sub = v4l2_event_subscription::zeroed();
@@ -136,6 +275,8 @@ mod tests {
         let p = IspSubdev {
             name: "OMAP3 ISP preview".into(),
             kernel_version: 0x060100,
+            num_pads: 2,
+            pads: None,
         };
         assert!(!p.has_events());
         assert_eq!(p.subscribe_event(&sub), Err(Errno::ENOTTY));

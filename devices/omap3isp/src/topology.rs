@@ -11,6 +11,7 @@ use media_graph::{EntityKind, EntitySpec, MediaDevice, PadRef};
 use nix::errno::Errno;
 
 use crate::links::{Ccdc, Ccp2, Csi2, Preview, Resizer};
+use crate::pads::{Block, CcdcPads, Ccp2Pads, Csi2Pads, PreviewPads, SubdevPads};
 use crate::Board;
 
 const S: u32 = MEDIA_PAD_FL_SINK;
@@ -27,10 +28,13 @@ pub struct VideoNodeInfo {
 }
 
 /// A sub-device with a device node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SubdevInfo {
     pub entity: u32,
     pub name: String,
+    pub num_pads: usize,
+    /// The block's pad formats, where emulated.
+    pub pads: Option<Arc<SubdevPads>>,
 }
 
 /// Creates device nodes as the graph is built; returns the node's (major, minor).
@@ -51,7 +55,7 @@ pub struct IspBlocks {
 }
 
 /// What [`build`] made.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Isp {
     pub blocks: IspBlocks,
     pub video_nodes: Vec<VideoNodeInfo>,
@@ -85,6 +89,7 @@ impl<R: NodeRegistrar> Builder<'_, R> {
         function: u32,
         pads: &[u32],
         ops: Option<Arc<dyn media_graph::EntityOps>>,
+        model: Option<Box<dyn Block>>,
     ) -> u32 {
         let entity = self.dev.graph_mut().add_entity(EntitySpec {
             name: name.into(),
@@ -97,6 +102,8 @@ impl<R: NodeRegistrar> Builder<'_, R> {
         self.subdevs.push(SubdevInfo {
             entity,
             name: name.into(),
+            num_pads: pads.len(),
+            pads: model.map(SubdevPads::new),
         });
         entity
     }
@@ -167,6 +174,9 @@ pub fn build<R: NodeRegistrar>(
         function::CCP2,
         &[S | MC, O],
         Some(ccp2_ops.clone()),
+        Some(Box::new(Ccp2Pads {
+            links: ccp2_ops.clone(),
+        })),
     );
     let ccp2_in = b.video("CCP2", false, 0)?;
     let csi2a = b.subdev(
@@ -174,6 +184,7 @@ pub fn build<R: NodeRegistrar>(
         function::CSI2A,
         &[S | MC, O],
         Some(csi2_ops.clone()),
+        Some(Box::new(Csi2Pads)),
     );
     let csi2a_out = b.video("CSI2a", true, 0)?;
     // The CCDC's link_setup needs the ids of its possible inputs, known only now.
@@ -187,6 +198,7 @@ pub fn build<R: NodeRegistrar>(
         function::CCDC,
         &[S | MC, O, O],
         Some(ccdc_ops.clone()),
+        Some(Box::new(CcdcPads)),
     );
     let ccdc_out = b.video("CCDC", true, 0)?;
     let preview = b.subdev(
@@ -194,6 +206,10 @@ pub fn build<R: NodeRegistrar>(
         function::PREVIEW,
         &[S | MC, O],
         Some(preview_ops.clone()),
+        Some(Box::new(PreviewPads {
+            links: preview_ops.clone(),
+            max_in_width: board.preview_max_in_width(),
+        })),
     );
     let preview_in = b.video("preview", false, 0)?;
     let preview_out = b.video("preview", true, 0)?;
@@ -202,12 +218,25 @@ pub fn build<R: NodeRegistrar>(
         function::RESIZER,
         &[S | MC, O],
         Some(resizer_ops.clone()),
+        None,
     );
     let resizer_in = b.video("resizer", false, 0)?;
     let resizer_out = b.video("resizer", true, MEDIA_ENT_FL_DEFAULT)?;
-    let aewb = b.subdev("OMAP3 ISP AEWB", function::STATISTICS, &[S | MC], None);
-    let af = b.subdev("OMAP3 ISP AF", function::STATISTICS, &[S | MC], None);
-    let hist = b.subdev("OMAP3 ISP histogram", function::STATISTICS, &[S | MC], None);
+    let aewb = b.subdev(
+        "OMAP3 ISP AEWB",
+        function::STATISTICS,
+        &[S | MC],
+        None,
+        None,
+    );
+    let af = b.subdev("OMAP3 ISP AF", function::STATISTICS, &[S | MC], None, None);
+    let hist = b.subdev(
+        "OMAP3 ISP histogram",
+        function::STATISTICS,
+        &[S | MC],
+        None,
+        None,
+    );
 
     // isp_create_links().
     let fixed = MEDIA_LNK_FL_ENABLED | MEDIA_LNK_FL_IMMUTABLE;
@@ -228,7 +257,7 @@ pub fn build<R: NodeRegistrar>(
     b.link((ccdc, 2), (hist, 0), fixed)?;
 
     // The async notifier binds the sensor; isp_link_entity() links its first source pad.
-    let sensor = b.subdev(board.sensor(), MEDIA_ENT_F_CAM_SENSOR, &[O], None);
+    let sensor = b.subdev(board.sensor(), MEDIA_ENT_F_CAM_SENSOR, &[O], None, None);
     match board {
         Board::BeagleboardXm => b.link((sensor, 0), (ccdc, 0), 0)?,
         Board::N900 => b.link((sensor, 0), (ccp2, 0), 0)?,

@@ -1,0 +1,983 @@
+//! Pad formats and crop rectangles of the ISP blocks (omap3isp.md §2): each block's `try`
+//! function, what setting a pad propagates, code enumeration, frame-size enumeration and the crop
+//! selections, for ACTIVE state and per-file-handle TRY state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ioctl_abi::subdev::*;
+use ioctl_abi::videodev2::*;
+use nix::errno::Errno;
+use parking_lot::Mutex;
+
+use crate::links::{Ccp2, Input, Preview};
+
+/// One row of the driver's format table (ispvideo.c `formats[]`): the code, its 10-bit
+/// truncation, its uncompressed form and its 8-bit "flavor" (0: not shiftable).
+#[derive(Debug, Clone, Copy)]
+pub struct FormatInfo {
+    pub code: u32,
+    pub truncated: u32,
+    pub uncompressed: u32,
+    pub flavor: u32,
+    pub pixelformat: u32,
+    pub width: u32,
+    pub bpp: u32,
+}
+
+const fn f(
+    code: u32,
+    truncated: u32,
+    uncompressed: u32,
+    flavor: u32,
+    pixelformat: u32,
+    width: u32,
+    bpp: u32,
+) -> FormatInfo {
+    FormatInfo {
+        code,
+        truncated,
+        uncompressed,
+        flavor,
+        pixelformat,
+        width,
+        bpp,
+    }
+}
+
+/// The table in the driver's order (Linux 7.0: YUYV8_1X16 after UYVY8_2X8).
+pub const FORMATS: &[FormatInfo] = &[
+    f(
+        MEDIA_BUS_FMT_Y8_1X8,
+        MEDIA_BUS_FMT_Y8_1X8,
+        MEDIA_BUS_FMT_Y8_1X8,
+        MEDIA_BUS_FMT_Y8_1X8,
+        fourcc(b'G', b'R', b'E', b'Y'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_Y10_1X10,
+        MEDIA_BUS_FMT_Y10_1X10,
+        MEDIA_BUS_FMT_Y10_1X10,
+        MEDIA_BUS_FMT_Y8_1X8,
+        fourcc(b'Y', b'1', b'0', b' '),
+        10,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_Y12_1X12,
+        MEDIA_BUS_FMT_Y10_1X10,
+        MEDIA_BUS_FMT_Y12_1X12,
+        MEDIA_BUS_FMT_Y8_1X8,
+        fourcc(b'Y', b'1', b'2', b' '),
+        12,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SBGGR8_1X8,
+        MEDIA_BUS_FMT_SBGGR8_1X8,
+        MEDIA_BUS_FMT_SBGGR8_1X8,
+        MEDIA_BUS_FMT_SBGGR8_1X8,
+        fourcc(b'B', b'A', b'8', b'1'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGBRG8_1X8,
+        MEDIA_BUS_FMT_SGBRG8_1X8,
+        MEDIA_BUS_FMT_SGBRG8_1X8,
+        MEDIA_BUS_FMT_SGBRG8_1X8,
+        fourcc(b'G', b'B', b'R', b'G'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        fourcc(b'G', b'R', b'B', b'G'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SRGGB8_1X8,
+        MEDIA_BUS_FMT_SRGGB8_1X8,
+        MEDIA_BUS_FMT_SRGGB8_1X8,
+        MEDIA_BUS_FMT_SRGGB8_1X8,
+        fourcc(b'R', b'G', b'G', b'B'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SBGGR10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SBGGR10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SBGGR10_1X10,
+        0,
+        fourcc(b'b', b'B', b'A', b'8'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGBRG10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SGBRG10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SGBRG10_1X10,
+        0,
+        fourcc(b'b', b'G', b'A', b'8'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SGRBG10_1X10,
+        0,
+        fourcc(b'B', b'D', b'1', b'0'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SRGGB10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SRGGB10_DPCM8_1X8,
+        MEDIA_BUS_FMT_SRGGB10_1X10,
+        0,
+        fourcc(b'b', b'R', b'A', b'8'),
+        8,
+        1,
+    ),
+    f(
+        MEDIA_BUS_FMT_SBGGR10_1X10,
+        MEDIA_BUS_FMT_SBGGR10_1X10,
+        MEDIA_BUS_FMT_SBGGR10_1X10,
+        MEDIA_BUS_FMT_SBGGR8_1X8,
+        fourcc(b'B', b'G', b'1', b'0'),
+        10,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGBRG10_1X10,
+        MEDIA_BUS_FMT_SGBRG10_1X10,
+        MEDIA_BUS_FMT_SGBRG10_1X10,
+        MEDIA_BUS_FMT_SGBRG8_1X8,
+        fourcc(b'G', b'B', b'1', b'0'),
+        10,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGRBG10_1X10,
+        MEDIA_BUS_FMT_SGRBG10_1X10,
+        MEDIA_BUS_FMT_SGRBG10_1X10,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        fourcc(b'B', b'A', b'1', b'0'),
+        10,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SRGGB10_1X10,
+        MEDIA_BUS_FMT_SRGGB10_1X10,
+        MEDIA_BUS_FMT_SRGGB10_1X10,
+        MEDIA_BUS_FMT_SRGGB8_1X8,
+        fourcc(b'R', b'G', b'1', b'0'),
+        10,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SBGGR12_1X12,
+        MEDIA_BUS_FMT_SBGGR10_1X10,
+        MEDIA_BUS_FMT_SBGGR12_1X12,
+        MEDIA_BUS_FMT_SBGGR8_1X8,
+        fourcc(b'B', b'G', b'1', b'2'),
+        12,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGBRG12_1X12,
+        MEDIA_BUS_FMT_SGBRG10_1X10,
+        MEDIA_BUS_FMT_SGBRG12_1X12,
+        MEDIA_BUS_FMT_SGBRG8_1X8,
+        fourcc(b'G', b'B', b'1', b'2'),
+        12,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SGRBG12_1X12,
+        MEDIA_BUS_FMT_SGRBG10_1X10,
+        MEDIA_BUS_FMT_SGRBG12_1X12,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        fourcc(b'B', b'A', b'1', b'2'),
+        12,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_SRGGB12_1X12,
+        MEDIA_BUS_FMT_SRGGB10_1X10,
+        MEDIA_BUS_FMT_SRGGB12_1X12,
+        MEDIA_BUS_FMT_SRGGB8_1X8,
+        fourcc(b'R', b'G', b'1', b'2'),
+        12,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_UYVY8_1X16,
+        MEDIA_BUS_FMT_UYVY8_1X16,
+        MEDIA_BUS_FMT_UYVY8_1X16,
+        0,
+        fourcc(b'U', b'Y', b'V', b'Y'),
+        16,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_UYVY8_2X8,
+        MEDIA_BUS_FMT_UYVY8_2X8,
+        MEDIA_BUS_FMT_UYVY8_2X8,
+        0,
+        fourcc(b'U', b'Y', b'V', b'Y'),
+        8,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_YUYV8_1X16,
+        MEDIA_BUS_FMT_YUYV8_1X16,
+        MEDIA_BUS_FMT_YUYV8_1X16,
+        0,
+        fourcc(b'Y', b'U', b'Y', b'V'),
+        16,
+        2,
+    ),
+    f(
+        MEDIA_BUS_FMT_YUYV8_2X8,
+        MEDIA_BUS_FMT_YUYV8_2X8,
+        MEDIA_BUS_FMT_YUYV8_2X8,
+        0,
+        fourcc(b'Y', b'U', b'Y', b'V'),
+        8,
+        2,
+    ),
+];
+
+pub fn format_info(code: u32) -> Option<&'static FormatInfo> {
+    FORMATS.iter().find(|f| f.code == code)
+}
+
+/// Formats and crop rectangle of one block, for one `which`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadState {
+    pub fmt: Vec<v4l2_mbus_framefmt>,
+    pub crop: v4l2_rect,
+}
+
+fn mbus(code: u32, width: u32, height: u32) -> v4l2_mbus_framefmt {
+    let mut m = v4l2_mbus_framefmt::zeroed();
+    m.code = code;
+    m.width = width;
+    m.height = height;
+    m.field = V4L2_FIELD_NONE;
+    m.colorspace = V4L2_COLORSPACE_SRGB;
+    m
+}
+
+fn rect(left: i32, top: i32, width: u32, height: u32) -> v4l2_rect {
+    v4l2_rect {
+        left,
+        top,
+        width,
+        height,
+    }
+}
+
+/// `clamp_t(u32, v, lo, hi)`: the kernel clamps after casting to u32 (a negative left becomes
+/// huge and clamps to the upper bound).
+fn clamp(v: u32, lo: u32, hi: u32) -> u32 {
+    v.max(lo).min(hi)
+}
+
+/// One ISP block's pad operations.
+pub trait Block: Send + Sync {
+    fn num_pads(&self) -> usize;
+    /// `init_formats`: the state a new file handle (TRY) and probe (ACTIVE) start from.
+    fn init(&self) -> PadState;
+    /// The block's try function for `pad`, given the current state.
+    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt);
+    /// Stores a tried format and propagates it (sink: reset crop, re-derive sources).
+    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        self.try_fmt(st, pad, fmt);
+        st.fmt[pad] = *fmt;
+    }
+    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno>;
+    fn get_selection(&self, _st: &PadState, _pad: usize, _target: u32) -> Result<v4l2_rect, Errno> {
+        Err(Errno::EINVAL)
+    }
+    fn set_selection(
+        &self,
+        _st: &mut PadState,
+        _pad: usize,
+        _target: u32,
+        _flags: u32,
+        _r: v4l2_rect,
+    ) -> Result<v4l2_rect, Errno> {
+        Err(Errno::EINVAL)
+    }
+    fn has_selection(&self) -> bool {
+        false
+    }
+}
+
+/// OMAP3 ISP CCP2 (omap3isp.md §2.2, with Linux 7.0's clamping when no input is chosen).
+pub struct Ccp2Pads {
+    pub links: Arc<Ccp2>,
+}
+
+impl Block for Ccp2Pads {
+    fn num_pads(&self) -> usize {
+        2
+    }
+    fn init(&self) -> PadState {
+        let m = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4096);
+        let mut st = PadState {
+            fmt: vec![m, m],
+            crop: rect(0, 0, 0, 0),
+        };
+        let mut sink = m;
+        self.set_fmt(&mut st, 0, &mut sink);
+        st
+    }
+    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        if pad == 0 {
+            if fmt.code != MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8 {
+                fmt.code = MEDIA_BUS_FMT_SGRBG10_1X10;
+            }
+            if self.links.state.lock().0 == Input::OnTheFly {
+                fmt.width = clamp(fmt.width, 0, 4095);
+                fmt.height = clamp(fmt.height, 0, 4095);
+            } else {
+                fmt.width = clamp(fmt.width, 16, 8191);
+                fmt.height = clamp(fmt.height, 1, 8191);
+            }
+        } else {
+            // The source format is the sink's, decompressed.
+            *fmt = st.fmt[0];
+            fmt.code = MEDIA_BUS_FMT_SGRBG10_1X10;
+        }
+        fmt.field = V4L2_FIELD_NONE;
+        fmt.colorspace = V4L2_COLORSPACE_SRGB;
+    }
+    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        self.try_fmt(st, pad, fmt);
+        st.fmt[pad] = *fmt;
+        if pad == 0 {
+            let mut src = *fmt;
+            self.try_fmt(st, 1, &mut src);
+            st.fmt[1] = src;
+        }
+    }
+    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno> {
+        match (pad, index) {
+            (0, 0) => Ok(MEDIA_BUS_FMT_SGRBG10_1X10),
+            (0, 1) => Ok(MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8),
+            // The driver enumerates the sink's code on the source (omap3isp.md §2.2).
+            (1, 0) => Ok(st.fmt[0].code),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+const CSI2_SINK_CODES: [u32; 9] = [
+    MEDIA_BUS_FMT_SGRBG10_1X10,
+    MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8,
+    MEDIA_BUS_FMT_SRGGB10_1X10,
+    MEDIA_BUS_FMT_SRGGB10_DPCM8_1X8,
+    MEDIA_BUS_FMT_SBGGR10_1X10,
+    MEDIA_BUS_FMT_SBGGR10_DPCM8_1X8,
+    MEDIA_BUS_FMT_SGBRG10_1X10,
+    MEDIA_BUS_FMT_SGBRG10_DPCM8_1X8,
+    MEDIA_BUS_FMT_YUYV8_2X8,
+];
+
+/// OMAP3 ISP CSI2a (omap3isp.md §2.3).
+pub struct Csi2Pads;
+
+impl Block for Csi2Pads {
+    fn num_pads(&self) -> usize {
+        2
+    }
+    fn init(&self) -> PadState {
+        let m = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4096);
+        PadState {
+            fmt: vec![m, m],
+            crop: rect(0, 0, 0, 0),
+        }
+    }
+    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        if pad == 0 {
+            if !CSI2_SINK_CODES.contains(&fmt.code) {
+                fmt.code = MEDIA_BUS_FMT_SGRBG10_1X10;
+            }
+            fmt.width = clamp(fmt.width, 1, 8191);
+            fmt.height = clamp(fmt.height, 1, 8191);
+        } else {
+            // The source copies the sink; a DPCM sink may be decompressed on request.
+            let wanted = fmt.code;
+            *fmt = st.fmt[0];
+            let info = format_info(fmt.code);
+            if info.is_some_and(|i| i.uncompressed == wanted && i.code != wanted) {
+                fmt.code = wanted;
+            }
+        }
+        fmt.field = V4L2_FIELD_NONE;
+        fmt.colorspace = V4L2_COLORSPACE_SRGB;
+    }
+    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        self.try_fmt(st, pad, fmt);
+        st.fmt[pad] = *fmt;
+        if pad == 0 {
+            let mut src = *fmt;
+            self.try_fmt(st, 1, &mut src);
+            st.fmt[1] = src;
+        }
+    }
+    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno> {
+        if pad == 0 {
+            return CSI2_SINK_CODES
+                .get(index as usize)
+                .copied()
+                .ok_or(Errno::EINVAL);
+        }
+        let sink = st.fmt[0].code;
+        match index {
+            0 => Ok(sink),
+            1 => match format_info(sink) {
+                Some(i) if i.uncompressed != sink => Ok(i.uncompressed),
+                _ => Err(Errno::EINVAL),
+            },
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+const CCDC_SINK_CODES: [u32; 17] = [
+    MEDIA_BUS_FMT_Y8_1X8,
+    MEDIA_BUS_FMT_Y10_1X10,
+    MEDIA_BUS_FMT_Y12_1X12,
+    MEDIA_BUS_FMT_SGRBG8_1X8,
+    MEDIA_BUS_FMT_SRGGB8_1X8,
+    MEDIA_BUS_FMT_SBGGR8_1X8,
+    MEDIA_BUS_FMT_SGBRG8_1X8,
+    MEDIA_BUS_FMT_SGRBG10_1X10,
+    MEDIA_BUS_FMT_SRGGB10_1X10,
+    MEDIA_BUS_FMT_SBGGR10_1X10,
+    MEDIA_BUS_FMT_SGBRG10_1X10,
+    MEDIA_BUS_FMT_SGRBG12_1X12,
+    MEDIA_BUS_FMT_SRGGB12_1X12,
+    MEDIA_BUS_FMT_SBGGR12_1X12,
+    MEDIA_BUS_FMT_SGBRG12_1X12,
+    MEDIA_BUS_FMT_YUYV8_2X8,
+    MEDIA_BUS_FMT_UYVY8_2X8,
+];
+const CCDC_MIN: u32 = 32;
+
+fn is_yuv_2x8(code: u32) -> bool {
+    code == MEDIA_BUS_FMT_YUYV8_2X8 || code == MEDIA_BUS_FMT_UYVY8_2X8
+}
+
+/// OMAP3 ISP CCDC (omap3isp.md §2.4): sink, OF (memory/resizer, size = crop) and VP (preview
+/// and statistics, truncated to 10 bits, one line less).
+pub struct CcdcPads;
+
+impl CcdcPads {
+    /// `ccdc_try_crop`.
+    fn try_crop(sink: &v4l2_mbus_framefmt, crop: &mut v4l2_rect) {
+        let bayer = format_info(sink.code).is_none_or(|i| i.flavor != MEDIA_BUS_FMT_Y8_1X8);
+        let (mut left, mut top) = (crop.left as u32, crop.top as u32);
+        if bayer {
+            left &= !1;
+            top &= !1;
+        }
+        left = clamp(left, 0, sink.width.saturating_sub(CCDC_MIN));
+        top = clamp(top, 0, sink.height.saturating_sub(CCDC_MIN));
+        // The formatter writes multiples of 16 pixels: allow up to the next multiple of 16.
+        let max_width = (sink.width - left + 15) & !15;
+        let mut width = clamp(crop.width, CCDC_MIN, max_width) & !15;
+        let mut height = clamp(crop.height, CCDC_MIN, sink.height - top);
+        if bayer {
+            width &= !1;
+            height &= !1;
+        }
+        *crop = rect(left as i32, top as i32, width, height);
+    }
+}
+
+impl Block for CcdcPads {
+    fn num_pads(&self) -> usize {
+        3
+    }
+    fn has_selection(&self) -> bool {
+        true
+    }
+    fn init(&self) -> PadState {
+        let m = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4096);
+        let mut st = PadState {
+            fmt: vec![m, m, m],
+            crop: rect(0, 0, 4096, 4096),
+        };
+        let mut sink = m;
+        self.set_fmt(&mut st, 0, &mut sink);
+        st
+    }
+    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        let (width, height) = (fmt.width, fmt.height);
+        match pad {
+            0 => {
+                if !CCDC_SINK_CODES.contains(&fmt.code) {
+                    fmt.code = MEDIA_BUS_FMT_SGRBG10_1X10;
+                }
+                fmt.width = clamp(width, CCDC_MIN, 4096);
+                fmt.height = clamp(height, CCDC_MIN, 4096);
+                if fmt.field == V4L2_FIELD_ANY {
+                    fmt.field = V4L2_FIELD_NONE;
+                }
+            }
+            1 => {
+                let (wanted, field) = (fmt.code, fmt.field);
+                *fmt = st.fmt[0];
+                // The bridge turns YUV 2X8 into 1X16 and may swap bytes.
+                if is_yuv_2x8(fmt.code) {
+                    if [
+                        MEDIA_BUS_FMT_YUYV8_2X8,
+                        MEDIA_BUS_FMT_UYVY8_2X8,
+                        MEDIA_BUS_FMT_YUYV8_1X16,
+                        MEDIA_BUS_FMT_UYVY8_1X16,
+                    ]
+                    .contains(&wanted)
+                    {
+                        fmt.code = wanted;
+                    }
+                    if fmt.code == MEDIA_BUS_FMT_YUYV8_2X8 {
+                        fmt.code = MEDIA_BUS_FMT_YUYV8_1X16;
+                    } else if fmt.code == MEDIA_BUS_FMT_UYVY8_2X8 {
+                        fmt.code = MEDIA_BUS_FMT_UYVY8_1X16;
+                    }
+                }
+                fmt.width = st.crop.width;
+                fmt.height = st.crop.height;
+                // Alternating fields can be interleaved into one frame.
+                if fmt.field == V4L2_FIELD_ALTERNATE
+                    && (field == V4L2_FIELD_INTERLACED_TB || field == V4L2_FIELD_INTERLACED_BT)
+                {
+                    fmt.field = field;
+                    fmt.height *= 2;
+                }
+            }
+            _ => {
+                *fmt = st.fmt[0];
+                // The video port truncates to 10 bits and takes no YUV.
+                fmt.code = format_info(fmt.code).map(|i| i.truncated).unwrap_or(0);
+                if is_yuv_2x8(fmt.code) {
+                    fmt.code = 0;
+                }
+                // At least one line less than the input.
+                fmt.width = clamp(width, CCDC_MIN, fmt.width);
+                fmt.height = clamp(height, CCDC_MIN, fmt.height.saturating_sub(1));
+            }
+        }
+        fmt.colorspace = V4L2_COLORSPACE_SRGB;
+    }
+    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        self.try_fmt(st, pad, fmt);
+        st.fmt[pad] = *fmt;
+        if pad == 0 {
+            st.crop = rect(0, 0, fmt.width, fmt.height);
+            Self::try_crop(fmt, &mut st.crop);
+            for src in [1, 2] {
+                let mut f = *fmt;
+                self.try_fmt(st, src, &mut f);
+                st.fmt[src] = f;
+            }
+        }
+    }
+    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno> {
+        match pad {
+            0 => CCDC_SINK_CODES
+                .get(index as usize)
+                .copied()
+                .ok_or(Errno::EINVAL),
+            1 => {
+                let code = st.fmt[1].code;
+                // The byte-swap branch tests the OF code, which is never 2X8 (omap3isp.md §2.4).
+                match (is_yuv_2x8(code), index) {
+                    (true, 0) => Ok(MEDIA_BUS_FMT_YUYV8_1X16),
+                    (true, 1) => Ok(MEDIA_BUS_FMT_UYVY8_1X16),
+                    (false, 0) => Ok(code),
+                    _ => Err(Errno::EINVAL),
+                }
+            }
+            _ => match (index, st.fmt[2].code) {
+                (0, c) if c != 0 => Ok(c),
+                _ => Err(Errno::EINVAL),
+            },
+        }
+    }
+    fn get_selection(&self, st: &PadState, pad: usize, target: u32) -> Result<v4l2_rect, Errno> {
+        if pad != 1 {
+            return Err(Errno::EINVAL);
+        }
+        match target {
+            V4L2_SEL_TGT_CROP_BOUNDS => {
+                let mut r = rect(0, 0, i32::MAX as u32, i32::MAX as u32);
+                Self::try_crop(&st.fmt[0], &mut r);
+                Ok(r)
+            }
+            V4L2_SEL_TGT_CROP => Ok(st.crop),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+    fn set_selection(
+        &self,
+        st: &mut PadState,
+        pad: usize,
+        target: u32,
+        flags: u32,
+        mut r: v4l2_rect,
+    ) -> Result<v4l2_rect, Errno> {
+        if target != V4L2_SEL_TGT_CROP || pad != 1 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & V4L2_SEL_FLAG_KEEP_CONFIG != 0 {
+            return Ok(st.crop);
+        }
+        Self::try_crop(&st.fmt[0], &mut r);
+        st.crop = r;
+        let mut of = st.fmt[1];
+        self.try_fmt(st, 1, &mut of);
+        st.fmt[1] = of;
+        Ok(r)
+    }
+}
+
+const PREVIEW_SINK_CODES: [u32; 10] = [
+    MEDIA_BUS_FMT_Y8_1X8,
+    MEDIA_BUS_FMT_SGRBG8_1X8,
+    MEDIA_BUS_FMT_SRGGB8_1X8,
+    MEDIA_BUS_FMT_SBGGR8_1X8,
+    MEDIA_BUS_FMT_SGBRG8_1X8,
+    MEDIA_BUS_FMT_Y10_1X10,
+    MEDIA_BUS_FMT_SGRBG10_1X10,
+    MEDIA_BUS_FMT_SRGGB10_1X10,
+    MEDIA_BUS_FMT_SBGGR10_1X10,
+    MEDIA_BUS_FMT_SGBRG10_1X10,
+];
+
+/// OMAP3 ISP preview (omap3isp.md §2.5, Linux 7.0: the sink always clamps, SRGB source).
+pub struct PreviewPads {
+    pub links: Arc<Preview>,
+    /// 3300 on ISP revision 2.0, 4096 on 15.0 (`preview_max_in_width`).
+    pub max_in_width: u32,
+}
+
+impl PreviewPads {
+    /// `preview_try_crop`: margins for the CFA, the noise filter and on-the-fly CCDC input.
+    fn try_crop(&self, sink: &v4l2_mbus_framefmt, crop: &mut v4l2_rect) {
+        let (mut left, mut right) = (6u32, sink.width.saturating_sub(4));
+        let (mut top, mut bottom) = (2u32, sink.height.saturating_sub(2));
+        if self.links.state.lock().0 == Input::OnTheFly {
+            left += 2;
+            right = right.saturating_sub(2);
+        }
+        if sink.code != MEDIA_BUS_FMT_Y8_1X8 && sink.code != MEDIA_BUS_FMT_Y10_1X10 {
+            left += 2;
+            right = right.saturating_sub(2);
+            top += 2;
+            bottom = bottom.saturating_sub(2);
+        }
+        let l = clamp((crop.left as u32) & !1, left, right.max(left));
+        let t = clamp((crop.top as u32) & !1, top, bottom.max(top));
+        let w = clamp(crop.width, 0, right.saturating_sub(l));
+        let h = clamp(crop.height, 0, bottom.saturating_sub(t));
+        *crop = rect(l as i32, t as i32, w, h);
+    }
+}
+
+impl Block for PreviewPads {
+    fn num_pads(&self) -> usize {
+        2
+    }
+    fn has_selection(&self) -> bool {
+        true
+    }
+    fn init(&self) -> PadState {
+        let m = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4096);
+        let mut st = PadState {
+            fmt: vec![m, m],
+            crop: rect(0, 0, 4096, 4096),
+        };
+        let mut sink = m;
+        self.set_fmt(&mut st, 0, &mut sink);
+        let mut src = mbus(MEDIA_BUS_FMT_YUYV8_1X16, 0, 0);
+        self.set_fmt(&mut st, 1, &mut src);
+        st
+    }
+    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        if pad == 0 {
+            fmt.width = clamp(fmt.width, 64, self.max_in_width);
+            fmt.height = clamp(fmt.height, 8, 16384);
+            fmt.colorspace = V4L2_COLORSPACE_SRGB;
+            if !PREVIEW_SINK_CODES.contains(&fmt.code) {
+                fmt.code = MEDIA_BUS_FMT_SGRBG10_1X10;
+            }
+        } else {
+            let wanted = fmt.code;
+            *fmt = st.fmt[0];
+            fmt.code = if wanted == MEDIA_BUS_FMT_UYVY8_1X16 || wanted == MEDIA_BUS_FMT_YUYV8_1X16 {
+                wanted
+            } else {
+                MEDIA_BUS_FMT_YUYV8_1X16
+            };
+            fmt.width = st.crop.width;
+            fmt.height = st.crop.height;
+            fmt.colorspace = V4L2_COLORSPACE_SRGB;
+        }
+        fmt.field = V4L2_FIELD_NONE;
+    }
+    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        self.try_fmt(st, pad, fmt);
+        st.fmt[pad] = *fmt;
+        if pad == 0 {
+            st.crop = rect(0, 0, fmt.width, fmt.height);
+            self.try_crop(fmt, &mut st.crop);
+            let mut src = st.fmt[1];
+            self.try_fmt(st, 1, &mut src);
+            st.fmt[1] = src;
+        }
+    }
+    fn enum_mbus_code(&self, _st: &PadState, pad: usize, index: u32) -> Result<u32, Errno> {
+        let codes: &[u32] = if pad == 0 {
+            &PREVIEW_SINK_CODES
+        } else {
+            &[MEDIA_BUS_FMT_UYVY8_1X16, MEDIA_BUS_FMT_YUYV8_1X16]
+        };
+        codes.get(index as usize).copied().ok_or(Errno::EINVAL)
+    }
+    fn get_selection(&self, st: &PadState, pad: usize, target: u32) -> Result<v4l2_rect, Errno> {
+        if pad != 0 {
+            return Err(Errno::EINVAL);
+        }
+        match target {
+            V4L2_SEL_TGT_CROP_BOUNDS => {
+                let mut r = rect(0, 0, i32::MAX as u32, i32::MAX as u32);
+                self.try_crop(&st.fmt[0], &mut r);
+                Ok(r)
+            }
+            V4L2_SEL_TGT_CROP => Ok(st.crop),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+    fn set_selection(
+        &self,
+        st: &mut PadState,
+        pad: usize,
+        target: u32,
+        flags: u32,
+        mut r: v4l2_rect,
+    ) -> Result<v4l2_rect, Errno> {
+        if target != V4L2_SEL_TGT_CROP || pad != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & V4L2_SEL_FLAG_KEEP_CONFIG != 0 {
+            return Ok(st.crop);
+        }
+        self.try_crop(&st.fmt[0], &mut r);
+        st.crop = r;
+        let mut src = st.fmt[1];
+        self.try_fmt(st, 1, &mut src);
+        st.fmt[1] = src;
+        Ok(r)
+    }
+}
+
+/// A block's ACTIVE state and every open file handle's TRY state.
+pub struct SubdevPads {
+    block: Box<dyn Block>,
+    active: Mutex<PadState>,
+    try_state: Mutex<HashMap<u64, PadState>>,
+}
+
+impl SubdevPads {
+    pub fn new(block: Box<dyn Block>) -> Arc<Self> {
+        let active = block.init();
+        Arc::new(Self {
+            block,
+            active: Mutex::new(active),
+            try_state: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn block(&self) -> &dyn Block {
+        &*self.block
+    }
+
+    /// The subdev `open` internal op: a new TRY state from `init_formats`.
+    pub fn open(&self, fh: u64) {
+        self.try_state.lock().insert(fh, self.block.init());
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.try_state.lock().remove(&fh);
+    }
+
+    /// Runs `f` on the state `which` selects (the core has checked `which` and the pad).
+    pub fn with<R>(
+        &self,
+        fh: u64,
+        which: u32,
+        f: impl FnOnce(&dyn Block, &mut PadState) -> R,
+    ) -> Result<R, Errno> {
+        if which == V4L2_SUBDEV_FORMAT_ACTIVE {
+            return Ok(f(&*self.block, &mut self.active.lock()));
+        }
+        let mut t = self.try_state.lock();
+        let st = t.entry(fh).or_insert_with(|| self.block.init());
+        Ok(f(&*self.block, st))
+    }
+
+    /// The ACTIVE format of a pad (for link validation and the video nodes).
+    pub fn active_format(&self, pad: usize) -> Option<v4l2_mbus_framefmt> {
+        self.active.lock().fmt.get(pad).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wh(f: &v4l2_mbus_framefmt) -> (u32, u32, u32) {
+        (f.code, f.width, f.height)
+    }
+
+    #[test]
+    fn ccdc_defaults_and_propagation() {
+        let b = CcdcPads;
+        let mut st = b.init();
+        assert_eq!(wh(&st.fmt[0]), (MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4096));
+        assert_eq!(wh(&st.fmt[1]), (MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4096));
+        assert_eq!(wh(&st.fmt[2]), (MEDIA_BUS_FMT_SGRBG10_1X10, 4096, 4095));
+        // Dump 1: a 1298x970 SGRBG12 sensor gives OF 1296x970 and VP SGRBG10 1298x969.
+        let mut f = mbus(MEDIA_BUS_FMT_SGRBG12_1X12, 1298, 970);
+        b.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(st.crop, rect(0, 0, 1296, 970));
+        assert_eq!(wh(&st.fmt[1]), (MEDIA_BUS_FMT_SGRBG12_1X12, 1296, 970));
+        assert_eq!(wh(&st.fmt[2]), (MEDIA_BUS_FMT_SGRBG10_1X10, 1298, 969));
+        assert_eq!(
+            b.get_selection(&st, 1, V4L2_SEL_TGT_CROP_BOUNDS).unwrap(),
+            rect(0, 0, 1312, 970)
+        );
+        // Dump 2: 2040 wide gives 2032.
+        let mut f = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 2040, 1536);
+        b.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(st.fmt[1].width, 2032);
+        // Crop: even left/top, width a multiple of 16, the OF follows.
+        let r = b
+            .set_selection(&mut st, 1, V4L2_SEL_TGT_CROP, 0, rect(3, 5, 1000, 601))
+            .unwrap();
+        assert_eq!(r, rect(2, 4, 992, 600));
+        assert_eq!(wh(&st.fmt[1]), (MEDIA_BUS_FMT_SGRBG10_1X10, 992, 600));
+        assert_eq!(
+            b.set_selection(
+                &mut st,
+                1,
+                V4L2_SEL_TGT_CROP,
+                V4L2_SEL_FLAG_KEEP_CONFIG,
+                rect(0, 0, 64, 64)
+            ),
+            Ok(r)
+        );
+        assert_eq!(
+            b.set_selection(&mut st, 2, V4L2_SEL_TGT_CROP, 0, r),
+            Err(Errno::EINVAL)
+        );
+        // Clamps and unknown codes.
+        let mut f = mbus(0x1234, 10, 99999);
+        b.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(wh(&f), (MEDIA_BUS_FMT_SGRBG10_1X10, 32, 4096));
+        // YUV: OF takes the requested 1X16 order, VP is disabled.
+        let mut f = mbus(MEDIA_BUS_FMT_UYVY8_2X8, 720, 480);
+        b.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(st.fmt[1].code, MEDIA_BUS_FMT_UYVY8_1X16);
+        assert_eq!(st.fmt[2].code, 0);
+        assert_eq!(b.enum_mbus_code(&st, 2, 0), Err(Errno::EINVAL));
+        let mut of = mbus(MEDIA_BUS_FMT_YUYV8_1X16, 0, 0);
+        b.set_fmt(&mut st, 1, &mut of);
+        assert_eq!(wh(&of), (MEDIA_BUS_FMT_YUYV8_1X16, 720, 480));
+        assert_eq!(b.enum_mbus_code(&st, 0, 16), Ok(MEDIA_BUS_FMT_UYVY8_2X8));
+        assert_eq!(b.enum_mbus_code(&st, 0, 17), Err(Errno::EINVAL));
+    }
+
+    fn preview(rev_width: u32, input: Input) -> PreviewPads {
+        let links = Arc::new(Preview::default());
+        links.state.lock().0 = input;
+        PreviewPads {
+            links,
+            max_in_width: rev_width,
+        }
+    }
+
+    #[test]
+    fn preview_crop_margins() {
+        let p = preview(4096, Input::None);
+        let st = p.init();
+        assert_eq!(st.crop, rect(8, 4, 4082, 4088));
+        assert_eq!(wh(&st.fmt[1]), (MEDIA_BUS_FMT_YUYV8_1X16, 4082, 4088));
+        // Dump 1: from the CCDC, 1298x969 gives (10,4)/1280x961.
+        let p = preview(4096, Input::OnTheFly);
+        let mut st = p.init();
+        let mut f = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 1298, 969);
+        p.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(st.crop, rect(10, 4, 1280, 961));
+        let mut src = mbus(MEDIA_BUS_FMT_UYVY8_1X16, 0, 0);
+        p.set_fmt(&mut st, 1, &mut src);
+        assert_eq!(wh(&src), (MEDIA_BUS_FMT_UYVY8_1X16, 1280, 961));
+        // Linux 7.0 on OMAP34xx: the sink clamps to 3300 wide.
+        let p = preview(3300, Input::None);
+        let st = p.init();
+        assert_eq!(st.fmt[0].width, 3300);
+        assert_eq!(st.crop, rect(8, 4, 3286, 4088));
+        // Y formats need no CFA margins.
+        let p = preview(4096, Input::None);
+        let mut st = p.init();
+        let mut f = mbus(MEDIA_BUS_FMT_Y10_1X10, 640, 480);
+        p.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(st.crop, rect(6, 2, 630, 476));
+    }
+
+    #[test]
+    fn ccp2_and_csi2() {
+        let c = Ccp2Pads {
+            links: Arc::new(Ccp2::default()),
+        };
+        let mut st = c.init();
+        let mut f = mbus(MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8, 9000, 0);
+        c.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(wh(&st.fmt[0]), (MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8, 8191, 1));
+        assert_eq!(wh(&st.fmt[1]), (MEDIA_BUS_FMT_SGRBG10_1X10, 8191, 1));
+        assert_eq!(
+            c.enum_mbus_code(&st, 1, 0),
+            Ok(MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8)
+        );
+        c.links.state.lock().0 = Input::OnTheFly;
+        let mut f = mbus(MEDIA_BUS_FMT_SGRBG10_1X10, 5000, 5000);
+        c.set_fmt(&mut st, 0, &mut f);
+        assert_eq!((f.width, f.height), (4095, 4095));
+
+        let s = Csi2Pads;
+        let mut st = s.init();
+        let mut f = mbus(MEDIA_BUS_FMT_SRGGB10_DPCM8_1X8, 640, 480);
+        s.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(s.enum_mbus_code(&st, 1, 1), Ok(MEDIA_BUS_FMT_SRGGB10_1X10));
+        let mut src = mbus(MEDIA_BUS_FMT_SRGGB10_1X10, 1, 1);
+        s.set_fmt(&mut st, 1, &mut src);
+        assert_eq!(wh(&src), (MEDIA_BUS_FMT_SRGGB10_1X10, 640, 480));
+        let mut f = mbus(MEDIA_BUS_FMT_SGRBG12_1X12, 0, 9000);
+        s.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(wh(&f), (MEDIA_BUS_FMT_SGRBG10_1X10, 1, 8191));
+        assert_eq!(s.enum_mbus_code(&st, 1, 1), Err(Errno::EINVAL));
+    }
+}
