@@ -97,6 +97,13 @@ check "media-ctl -V crops the CCDC OF" media-ctl -d /dev/media0 -V '"OMAP3 ISP C
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCDC":1' > /tmp/of.txt
 contains "CCDC crop: even origin, width a multiple of 16, even height" /tmp/of.txt "crop:(2,4)/992x600"
 contains "CCDC OF follows the crop" /tmp/of.txt "[fmt:SGRBG12_1X12/992x600"
+check "media-ctl -l enables the sensor link for -V" media-ctl -d /dev/media0 -l '"mt9p031 1-0048":0->"OMAP3 ISP CCDC":0[1]'
+check "media-ctl -V on the sensor: 1280x720 snaps to a skipping ratio" media-ctl -d /dev/media0 -V '"mt9p031 1-0048":0 [fmt:SGRBG12_1X12/1280x720]'
+media-ctl -d /dev/media0 --get-v4l2 '"mt9p031 1-0048":0' > /tmp/sensor.txt
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCDC":0' > /tmp/sink.txt
+contains "mt9p031: 2592/1280 and 1944/720 round to ratios 2 and 3" /tmp/sensor.txt "[fmt:SGRBG12_1X12/1296x648 field:none colorspace:srgb"
+contains "mt9p031: the crop window stays" /tmp/sensor.txt "crop:(16,54)/2592x1944]"
+contains "media-ctl propagates the sensor format to the CCDC sink" /tmp/sink.txt "[fmt:SGRBG12_1X12/1296x648 field:none colorspace:srgb]"
 check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt
 contains "preview crop margins for Bayer input: (8,4)/(W-14)x(H-8)" /tmp/prv.txt "crop:(8,4)/1284x961"

@@ -137,8 +137,6 @@ impl SubdevIoctls for IspSubdev {
         Ok(c)
     }
 
-    /// The driver's enum_frame_size: index 0 only; the try function applied to 1x1 and to the
-    /// largest request; EINVAL if it changes the code.
     fn enum_frame_size(
         &self,
         fh: u64,
@@ -146,11 +144,16 @@ impl SubdevIoctls for IspSubdev {
     ) -> Result<v4l2_subdev_frame_size_enum, Errno> {
         let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
         self.check(f.which, f.pad)?;
-        if f.index != 0 {
-            return Err(Errno::EINVAL);
-        }
         f.reserved = [0; 8];
-        let (min, max) = pads.with(fh, f.which, |b, st| {
+        let sizes = pads.with(fh, f.which, |b, st| {
+            if let Some(r) = b.enum_frame_size(st, f.pad as usize, f.index, f.code) {
+                return r;
+            }
+            // The ISP blocks: index 0 only; the try function at 1x1 and at the largest
+            // request; EINVAL if it changes the code.
+            if f.index != 0 {
+                return Err(Errno::EINVAL);
+            }
             let probe = |w: u32, h: u32| {
                 let mut m = v4l2_mbus_framefmt::zeroed();
                 m.code = f.code;
@@ -159,15 +162,13 @@ impl SubdevIoctls for IspSubdev {
                 b.try_fmt(st, f.pad as usize, &mut m);
                 m
             };
-            (probe(1, 1), probe(u32::MAX, u32::MAX))
-        })?;
-        if min.code != f.code {
-            return Err(Errno::EINVAL);
-        }
-        f.min_width = min.width;
-        f.min_height = min.height;
-        f.max_width = max.width;
-        f.max_height = max.height;
+            let (min, max) = (probe(1, 1), probe(u32::MAX, u32::MAX));
+            if min.code != f.code {
+                return Err(Errno::EINVAL);
+            }
+            Ok([min.width, max.width, min.height, max.height])
+        })??;
+        [f.min_width, f.max_width, f.min_height, f.max_height] = sizes;
         Ok(f)
     }
 

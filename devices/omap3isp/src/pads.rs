@@ -321,6 +321,17 @@ pub trait Block: Send + Sync {
     fn has_selection(&self) -> bool {
         false
     }
+    /// A driver-specific `enum_frame_size` (min and max width, min and max height); None uses
+    /// the ISP blocks' rule (the try function at 1x1 and at the largest size).
+    fn enum_frame_size(
+        &self,
+        _st: &PadState,
+        _pad: usize,
+        _index: u32,
+        _code: u32,
+    ) -> Option<Result<[u32; 4], Errno>> {
+        None
+    }
 }
 
 /// OMAP3 ISP CCP2 (omap3isp.md §2.2, with Linux 7.0's clamping when no input is chosen).
@@ -979,5 +990,174 @@ mod tests {
         s.set_fmt(&mut st, 0, &mut f);
         assert_eq!(wh(&f), (MEDIA_BUS_FMT_SGRBG10_1X10, 1, 8191));
         assert_eq!(s.enum_mbus_code(&st, 1, 1), Err(Errno::EINVAL));
+    }
+}
+
+/// The Aptina MT9P031 sensor on the BeagleBoard-xM (drivers/media/i2c/mt9p031.c): one source
+/// pad whose size is the crop window divided by the nearest skipping ratio.
+pub struct Mt9p031Pads;
+
+impl Mt9p031Pads {
+    const PIXEL_ARRAY: (u32, u32) = (2752, 2004);
+    const START_MAX: (i64, i64) = (2750, 2004);
+    const WINDOW_MIN: u32 = 2;
+    const WINDOW_MAX: (u32, u32) = (2752, 2006);
+    const WINDOW_DEF: (u32, u32) = (2592, 1944);
+}
+
+fn align2(v: u32) -> u32 {
+    v.saturating_add(1) & !1
+}
+
+/// `DIV_ROUND_CLOSEST` for unsigned values.
+fn div_round_closest(a: u32, b: u32) -> u32 {
+    (a + b / 2) / b.max(1)
+}
+
+impl Block for Mt9p031Pads {
+    fn num_pads(&self) -> usize {
+        1
+    }
+    fn has_selection(&self) -> bool {
+        true
+    }
+    fn init(&self) -> PadState {
+        let (w, h) = Self::WINDOW_DEF;
+        PadState {
+            fmt: vec![mbus(MEDIA_BUS_FMT_SGRBG12_1X12, w, h)],
+            crop: rect(16, 54, w, h),
+        }
+    }
+    /// `mt9p031_set_format`: the size snaps to the crop divided by a skipping ratio (the code,
+    /// field and colorspace stay).
+    fn try_fmt(&self, st: &PadState, _pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        let c = st.crop;
+        let width = clamp(
+            align2(fmt.width),
+            (c.width / 7).max(Self::WINDOW_MIN),
+            c.width,
+        );
+        let height = clamp(
+            align2(fmt.height),
+            (c.height / 8).max(Self::WINDOW_MIN),
+            c.height,
+        );
+        let (hratio, vratio) = (
+            div_round_closest(c.width, width),
+            div_round_closest(c.height, height),
+        );
+        *fmt = st.fmt[0];
+        fmt.width = c.width / hratio.max(1);
+        fmt.height = c.height / vratio.max(1);
+    }
+    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno> {
+        if pad != 0 || index != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(st.fmt[0].code)
+    }
+    fn enum_frame_size(
+        &self,
+        st: &PadState,
+        _pad: usize,
+        index: u32,
+        code: u32,
+    ) -> Option<Result<[u32; 4], Errno>> {
+        Some(mt9p031_frame_size(index, code, st.fmt[0].code).map(|(w, h)| [w, w, h, h]))
+    }
+    fn get_selection(&self, st: &PadState, _pad: usize, target: u32) -> Result<v4l2_rect, Errno> {
+        if target != V4L2_SEL_TGT_CROP {
+            return Err(Errno::EINVAL);
+        }
+        Ok(st.crop)
+    }
+    fn set_selection(
+        &self,
+        st: &mut PadState,
+        _pad: usize,
+        target: u32,
+        _flags: u32,
+        r: v4l2_rect,
+    ) -> Result<v4l2_rect, Errno> {
+        if target != V4L2_SEL_TGT_CROP {
+            return Err(Errno::EINVAL);
+        }
+        let align = |v: i32| (i64::from(v) + 1) & !1;
+        let left = align(r.left).clamp(0, Self::START_MAX.0) as u32;
+        let top = align(r.top).clamp(0, Self::START_MAX.1) as u32;
+        let mut width = clamp(align2(r.width), Self::WINDOW_MIN, Self::WINDOW_MAX.0);
+        let mut height = clamp(align2(r.height), Self::WINDOW_MIN, Self::WINDOW_MAX.1);
+        width = width.min(Self::PIXEL_ARRAY.0 - left);
+        height = height.min(Self::PIXEL_ARRAY.1.saturating_sub(top));
+        let new = rect(left as i32, top as i32, width, height);
+        if new.width != st.crop.width || new.height != st.crop.height {
+            // A new window size resets the output size.
+            st.fmt[0].width = width;
+            st.fmt[0].height = height;
+        }
+        st.crop = new;
+        Ok(new)
+    }
+}
+
+/// `mt9p031_enum_frame_size`: eight skipping ratios of the default window.
+pub fn mt9p031_frame_size(index: u32, code: u32, active_code: u32) -> Result<(u32, u32), Errno> {
+    if index >= 8 || code != active_code {
+        return Err(Errno::EINVAL);
+    }
+    let (w, h) = Mt9p031Pads::WINDOW_DEF;
+    Ok((w / (index + 1).min(7), h / (index + 1)))
+}
+
+#[cfg(test)]
+mod sensor_tests {
+    use super::*;
+
+    #[test]
+    fn mt9p031_skipping_and_crop() {
+        let s = Mt9p031Pads;
+        let mut st = s.init();
+        assert_eq!(st.crop, rect(16, 54, 2592, 1944));
+        // 2592/1280 rounds to 2, 1944/720 rounds to 3.
+        let mut f = mbus(MEDIA_BUS_FMT_SBGGR8_1X8, 1280, 720);
+        s.set_fmt(&mut st, 0, &mut f);
+        assert_eq!(
+            (f.code, f.width, f.height),
+            (MEDIA_BUS_FMT_SGRBG12_1X12, 1296, 648)
+        );
+        // A smaller window resets the output size.
+        let r = s
+            .set_selection(&mut st, 0, V4L2_SEL_TGT_CROP, 0, rect(1, -3, 641, 481))
+            .unwrap();
+        assert_eq!(r, rect(2, 0, 642, 482));
+        assert_eq!((st.fmt[0].width, st.fmt[0].height), (642, 482));
+        let r = s
+            .set_selection(
+                &mut st,
+                0,
+                V4L2_SEL_TGT_CROP,
+                0,
+                rect(2700, 1990, 9999, 9999),
+            )
+            .unwrap();
+        assert_eq!(r, rect(2700, 1990, 52, 14));
+        assert_eq!(
+            s.get_selection(&st, 0, V4L2_SEL_TGT_CROP_BOUNDS),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            mt9p031_frame_size(1, MEDIA_BUS_FMT_SGRBG12_1X12, MEDIA_BUS_FMT_SGRBG12_1X12),
+            Ok((1296, 972))
+        );
+        assert_eq!(
+            mt9p031_frame_size(7, MEDIA_BUS_FMT_SGRBG12_1X12, MEDIA_BUS_FMT_SGRBG12_1X12),
+            Ok((370, 243))
+        );
+        assert!(
+            mt9p031_frame_size(8, MEDIA_BUS_FMT_SGRBG12_1X12, MEDIA_BUS_FMT_SGRBG12_1X12).is_err()
+        );
+        assert!(
+            mt9p031_frame_size(0, MEDIA_BUS_FMT_SGRBG10_1X10, MEDIA_BUS_FMT_SGRBG12_1X12).is_err()
+        );
     }
 }

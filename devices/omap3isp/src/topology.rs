@@ -257,7 +257,18 @@ pub fn build<R: NodeRegistrar>(
     b.link((ccdc, 2), (hist, 0), fixed)?;
 
     // The async notifier binds the sensor; isp_link_entity() links its first source pad.
-    let sensor = b.subdev(board.sensor(), MEDIA_ENT_F_CAM_SENSOR, &[O], None, None);
+    // The MT9P031's pad operations are emulated; the ET8EK8's mode table is not yet.
+    let sensor_pads: Option<Box<dyn Block>> = match board {
+        Board::BeagleboardXm => Some(Box::new(crate::pads::Mt9p031Pads)),
+        Board::N900 => None,
+    };
+    let sensor = b.subdev(
+        board.sensor(),
+        MEDIA_ENT_F_CAM_SENSOR,
+        &[O],
+        None,
+        sensor_pads,
+    );
     match board {
         Board::BeagleboardXm => b.link((sensor, 0), (ccdc, 0), 0)?,
         Board::N900 => b.link((sensor, 0), (ccp2, 0), 0)?,
