@@ -104,6 +104,17 @@ media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCDC":0' > /tmp/sink.txt
 contains "mt9p031: 2592/1280 and 1944/720 round to ratios 2 and 3" /tmp/sensor.txt "[fmt:SGRBG12_1X12/1296x648 field:none colorspace:srgb"
 contains "mt9p031: the crop window stays" /tmp/sensor.txt "crop:(16,54)/2592x1944]"
 contains "media-ctl propagates the sensor format to the CCDC sink" /tmp/sink.txt "[fmt:SGRBG12_1X12/1296x648 field:none colorspace:srgb]"
+# The classic BeagleBoard-xM recipe, formats only: sensor -> CCDC -> preview -> resizer.
+check "recipe: media-ctl -r -l" media-ctl -d /dev/media0 -r -l '"mt9p031 1-0048":0->"OMAP3 ISP CCDC":0[1], "OMAP3 ISP CCDC":2->"OMAP3 ISP preview":0[1], "OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[1], "OMAP3 ISP resizer":1->"OMAP3 ISP resizer output":0[1]'
+check "recipe: media-ctl -V along the pipeline" media-ctl -d /dev/media0 -V '"mt9p031 1-0048":0 [fmt:SGRBG12_1X12/1280x720], "OMAP3 ISP CCDC":2 [fmt:SGRBG10_1X10/1296x647], "OMAP3 ISP preview":1 [fmt:UYVY8_1X16/1278x639], "OMAP3 ISP resizer":1 [fmt:UYVY8_1X16/640x480]'
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP resizer":0' > /tmp/rsz0.txt
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP resizer":1' > /tmp/rsz1.txt
+contains "recipe: the preview sink gets the CCDC VP format (one line less, 10 bits)" /tmp/prv.txt "[fmt:SGRBG10_1X10/1296x647"
+contains "recipe: preview crop with CCDC input: (10,4)/(W-18)x(H-8)" /tmp/prv.txt "crop:(10,4)/1278x639]"
+contains "recipe: the resizer sink gets the preview source" /tmp/rsz0.txt "[fmt:UYVY8_1X16/1278x639"
+contains "recipe: the resizer scales to 640x480" /tmp/rsz1.txt "[fmt:UYVY8_1X16/640x480 field:none colorspace:srgb]"
+check "media-ctl -r" media-ctl -d /dev/media0 -r
 check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt
 contains "preview crop margins for Bayer input: (8,4)/(W-14)x(H-8)" /tmp/prv.txt "crop:(8,4)/1284x961"

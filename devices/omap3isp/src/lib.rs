@@ -55,6 +55,14 @@ impl Board {
         }
     }
 
+    /// The resizer's widest output in 4-tap and 7-tap mode (TRM use constraints).
+    pub fn resizer_max_out_width(self) -> (u32, u32) {
+        match self {
+            Board::BeagleboardXm => (4096, 2048),
+            Board::N900 => (3312, 1650),
+        }
+    }
+
     /// The sensor subdev's entity name.
     pub fn sensor(self) -> &'static str {
         match self {

@@ -1161,3 +1161,273 @@ mod sensor_tests {
         );
     }
 }
+
+/// OMAP3 ISP resizer (omap3isp.md §2.6): the output size follows from the resizing ratios the
+/// hardware can do for the crop rectangle, and the crop it reports is re-centred on what the
+/// hardware really reads.
+pub struct ResizerPads {
+    pub links: Arc<crate::links::Resizer>,
+    /// Widest output in 4-tap and in 7-tap mode: (3312, 1650) on ISP 2.0, (4096, 2048) on 15.0.
+    pub max_out_width: (u32, u32),
+}
+
+/// Horizontal and vertical resizing ratios, in 1/256 units (64: x4, 1024: x1/4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ratio {
+    pub horz: u32,
+    pub vert: u32,
+}
+
+impl ResizerPads {
+    const MID_RATIO: u32 = 512;
+
+    fn max_in_width(&self) -> u32 {
+        // 4095 from memory, and on the fly on ISP 2.0 and 15.0.
+        4095
+    }
+
+    /// `resizer_calc_ratios` with the default phase 1: clamps `out` to what the hardware can
+    /// produce from `input`, and shrinks and re-centres `input` to exactly what it will read.
+    pub fn calc_ratios(&self, input: &mut v4l2_rect, out: &mut v4l2_mbus_framefmt) -> Ratio {
+        let (iw, ih) = (i64::from(input.width), i64::from(input.height));
+        let min_h = (((ih - 7) * 256 - 32 - 64) / 1024 + 1).max(2);
+        let max_h = (((ih - 4) * 256 + 255 - 16 - 32) / 64 + 1).min(4095);
+        let oh = i64::from(out.height).max(min_h).min(max_h).max(2);
+        let mut vert = ((ih - 4) * 256 + 255 - 16 - 32) / (oh - 1);
+        if vert > i64::from(Self::MID_RATIO) {
+            vert = ((ih - 7) * 256 + 255 - 32 - 64) / (oh - 1);
+        }
+        let vert = vert.clamp(64, 1024);
+        let height = if vert <= i64::from(Self::MID_RATIO) {
+            (((oh - 1) * vert + 32 + 16) >> 8) + 4
+        } else {
+            (((oh - 1) * vert + 64 + 32) >> 8) + 7
+        };
+
+        let min_w = (((iw - 7) * 256 - 32 - 64) / 1024 + 1).max(16);
+        let tap_max = if vert <= i64::from(Self::MID_RATIO) {
+            self.max_out_width.0
+        } else {
+            self.max_out_width.1
+        };
+        let max_w = (((iw - 7) * 256 + 255 - 16 - 32) / 64 + 1).min(i64::from(tap_max));
+        let align: i64 = if vert < 256 { 8 } else { 2 };
+        let ow = i64::from(out.width).max(min_w).min(max_w & !(align - 1));
+        let ow = ((ow + align - 1) & !(align - 1)).max(2);
+        let mut horz = ((iw - 7) * 256 + 255 - 16 - 32) / (ow - 1);
+        if horz > i64::from(Self::MID_RATIO) {
+            horz = ((iw - 7) * 256 + 255 - 32 - 64) / (ow - 1);
+        }
+        let horz = horz.clamp(64, 1024);
+        let width = if horz <= i64::from(Self::MID_RATIO) {
+            (((ow - 1) * horz + 32 + 16) >> 8) + 7
+        } else {
+            (((ow - 1) * horz + 64 + 32) >> 8) + 7
+        };
+
+        out.width = ow as u32;
+        out.height = oh as u32;
+        input.left = input.left.wrapping_add(((iw - width) / 2) as i32);
+        input.top = input.top.wrapping_add(((ih - height) / 2) as i32);
+        input.width = width as u32;
+        input.height = height as u32;
+        Ratio {
+            horz: horz as u32,
+            vert: vert as u32,
+        }
+    }
+
+    /// `resizer_try_crop`: the zoom stays within x1/4..x4 of the output, inside the sink.
+    fn try_crop(sink: &v4l2_mbus_framefmt, source: &v4l2_mbus_framefmt, crop: &mut v4l2_rect) {
+        let (ow, oh) = (source.width.max(1), source.height.max(1));
+        let min_w = ((32 + (ow - 1) * 64 + 16) >> 8) + 7;
+        let min_h = ((32 + (oh - 1) * 64 + 16) >> 8) + 4;
+        let max_w = ((64 + (ow - 1) * 1024 + 32) >> 8) + 7;
+        let max_h = ((64 + (oh - 1) * 1024 + 32) >> 8) + 7;
+        let w = clamp(crop.width, min_w, max_w);
+        let h = clamp(crop.height, min_h, max_h);
+        let left = clamp(crop.left as u32, 0, sink.width.saturating_sub(32));
+        let top = clamp(crop.top as u32, 0, sink.height.saturating_sub(32));
+        *crop = rect(
+            left as i32,
+            top as i32,
+            clamp(w, 32, sink.width - left),
+            clamp(h, 32, sink.height - top),
+        );
+    }
+}
+
+impl Block for ResizerPads {
+    fn num_pads(&self) -> usize {
+        2
+    }
+    fn has_selection(&self) -> bool {
+        true
+    }
+    fn init(&self) -> PadState {
+        let m = mbus(MEDIA_BUS_FMT_YUYV8_1X16, 4096, 4096);
+        let mut st = PadState {
+            fmt: vec![m, m],
+            crop: rect(0, 0, 4096, 4096),
+        };
+        let mut sink = m;
+        self.set_fmt(&mut st, 0, &mut sink);
+        st
+    }
+    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        if pad == 0 {
+            if fmt.code != MEDIA_BUS_FMT_YUYV8_1X16 && fmt.code != MEDIA_BUS_FMT_UYVY8_1X16 {
+                fmt.code = MEDIA_BUS_FMT_YUYV8_1X16;
+            }
+            let _ = &self.links;
+            fmt.width = clamp(fmt.width, 32, self.max_in_width());
+            fmt.height = clamp(fmt.height, 32, 4095);
+        } else {
+            fmt.code = st.fmt[0].code;
+            let mut crop = st.crop;
+            self.calc_ratios(&mut crop, fmt);
+        }
+        // Linux 7.0: SRGB (JPEG before).
+        fmt.colorspace = V4L2_COLORSPACE_SRGB;
+        fmt.field = V4L2_FIELD_NONE;
+    }
+    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
+        self.try_fmt(st, pad, fmt);
+        st.fmt[pad] = *fmt;
+        if pad == 0 {
+            st.crop = rect(0, 0, fmt.width, fmt.height);
+            let mut src = *fmt;
+            self.try_fmt(st, 1, &mut src);
+            st.fmt[1] = src;
+        }
+    }
+    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno> {
+        match (pad, index) {
+            (0, 0) => Ok(MEDIA_BUS_FMT_UYVY8_1X16),
+            (0, 1) => Ok(MEDIA_BUS_FMT_YUYV8_1X16),
+            (1, 0) => Ok(st.fmt[0].code),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+    fn get_selection(&self, st: &PadState, pad: usize, target: u32) -> Result<v4l2_rect, Errno> {
+        if pad != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut source = st.fmt[1];
+        let mut r = match target {
+            V4L2_SEL_TGT_CROP_BOUNDS => {
+                let mut r = rect(0, 0, i32::MAX as u32, i32::MAX as u32);
+                Self::try_crop(&st.fmt[0], &source, &mut r);
+                r
+            }
+            V4L2_SEL_TGT_CROP => st.crop,
+            _ => return Err(Errno::EINVAL),
+        };
+        self.calc_ratios(&mut r, &mut source);
+        Ok(r)
+    }
+    /// Always as with KEEP_CONFIG: the unmangled request is stored, the source follows.
+    fn set_selection(
+        &self,
+        st: &mut PadState,
+        pad: usize,
+        target: u32,
+        _flags: u32,
+        mut r: v4l2_rect,
+    ) -> Result<v4l2_rect, Errno> {
+        if target != V4L2_SEL_TGT_CROP || pad != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut source = st.fmt[1];
+        Self::try_crop(&st.fmt[0], &source, &mut r);
+        st.crop = r;
+        self.calc_ratios(&mut r, &mut source);
+        st.fmt[1] = source;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod resizer_tests {
+    use super::*;
+
+    fn resizer(max_out_width: (u32, u32)) -> ResizerPads {
+        ResizerPads {
+            links: Arc::new(crate::links::Resizer::default()),
+            max_out_width,
+        }
+    }
+
+    #[test]
+    fn defaults_per_isp_revision() {
+        // Rev 15.0: seen in a dump: crop (4,6)/4086x4082, source 4096x4095.
+        let r = resizer((4096, 2048));
+        let st = r.init();
+        assert_eq!((st.fmt[0].width, st.fmt[0].height), (4095, 4095));
+        assert_eq!((st.fmt[1].width, st.fmt[1].height), (4096, 4095));
+        assert_eq!(
+            r.get_selection(&st, 0, V4L2_SEL_TGT_CROP),
+            Ok(rect(4, 6, 4086, 4082))
+        );
+        assert_eq!(
+            r.get_selection(&st, 0, V4L2_SEL_TGT_CROP_BOUNDS),
+            Ok(rect(4, 6, 4086, 4082))
+        );
+        // Rev 2.0 (computed in omap3isp.md §2.6): crop (0,6)/4094x4082, source 3312x4095.
+        let r = resizer((3312, 1650));
+        let st = r.init();
+        assert_eq!((st.fmt[1].width, st.fmt[1].height), (3312, 4095));
+        assert_eq!(
+            r.get_selection(&st, 0, V4L2_SEL_TGT_CROP),
+            Ok(rect(0, 6, 4094, 4082))
+        );
+    }
+
+    #[test]
+    fn downscale_and_digital_zoom() {
+        let r = resizer((4096, 2048));
+        let mut st = r.init();
+        // Dump 1: UYVY 1280x961 in, 320x240 out.
+        let mut f = mbus(MEDIA_BUS_FMT_UYVY8_1X16, 1280, 961);
+        r.set_fmt(&mut st, 0, &mut f);
+        let mut out = mbus(0, 320, 240);
+        r.set_fmt(&mut st, 1, &mut out);
+        assert_eq!(
+            (out.code, out.width, out.height),
+            (MEDIA_BUS_FMT_UYVY8_1X16, 320, 240)
+        );
+        let mut crop = st.crop;
+        let ratio = r.calc_ratios(&mut crop, &mut out.clone());
+        assert!(
+            ratio.horz > 512 && ratio.vert > 512,
+            "x1/4 uses the 7-tap filter: {ratio:?}"
+        );
+        // Asking for more than x4 upscaling is clamped.
+        let mut big = mbus(0, 9999, 9999);
+        r.set_fmt(&mut st, 1, &mut big);
+        assert!(big.width <= 4096 && big.height <= 4095);
+        // The crop may not zoom beyond x4: with a huge output it cannot be small.
+        let wide = r
+            .set_selection(&mut st, 0, V4L2_SEL_TGT_CROP, 0, rect(0, 0, 64, 64))
+            .unwrap();
+        assert!(
+            wide.width >= big.width / 4 - 8,
+            "{wide:?} for {}x{}",
+            big.width,
+            big.height
+        );
+        // Back to 320x240: a crop request is stored unmangled; the reported one is what the
+        // hardware reads.
+        let mut out = mbus(0, 320, 240);
+        r.set_fmt(&mut st, 1, &mut out);
+        let got = r
+            .set_selection(&mut st, 0, V4L2_SEL_TGT_CROP, 0, rect(100, 100, 640, 480))
+            .unwrap();
+        assert_eq!(st.crop, rect(100, 100, 640, 480));
+        assert!(got.width <= 640 && got.height <= 480 && got.left >= 100 && got.top >= 100);
+        assert_eq!(
+            r.set_selection(&mut st, 1, V4L2_SEL_TGT_CROP, 0, got),
+            Err(Errno::EINVAL)
+        );
+    }
+}

@@ -11,7 +11,7 @@ use media_graph::{EntityKind, EntitySpec, MediaDevice, PadRef};
 use nix::errno::Errno;
 
 use crate::links::{Ccdc, Ccp2, Csi2, Preview, Resizer};
-use crate::pads::{Block, CcdcPads, Ccp2Pads, Csi2Pads, PreviewPads, SubdevPads};
+use crate::pads::{Block, CcdcPads, Ccp2Pads, Csi2Pads, PreviewPads, ResizerPads, SubdevPads};
 use crate::Board;
 
 const S: u32 = MEDIA_PAD_FL_SINK;
@@ -218,7 +218,10 @@ pub fn build<R: NodeRegistrar>(
         function::RESIZER,
         &[S | MC, O],
         Some(resizer_ops.clone()),
-        None,
+        Some(Box::new(ResizerPads {
+            links: resizer_ops.clone(),
+            max_out_width: board.resizer_max_out_width(),
+        })),
     );
     let resizer_in = b.video("resizer", false, 0)?;
     let resizer_out = b.video("resizer", true, MEDIA_ENT_FL_DEFAULT)?;
