@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cuse::{Errno, IoctlRound, ReplyIoctl};
 use ioctl_abi::media::*;
 use ioctl_abi::subdev::*;
-use ioctl_abi::videodev2::{v4l2_capability, VIDIOC_QUERYCAP};
+use ioctl_abi::videodev2::*;
 use ioctl_abi::{ioc_dir, ioc_size, IOC_READ, IOC_WRITE};
 use media_graph::{MediaIoctls, SubdevIoctls, VideoIoctls};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -196,9 +196,52 @@ type Subdev = Arc<dyn SubdevIoctls>;
 
 /// `/dev/videoN`.
 pub fn video(st: &dyn Stages<Video>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    let fh = round.request().fh;
     match round.request().cmd {
         VIDIOC_QUERYCAP => fixed(round, reply, st, |h: &Video, _: v4l2_capability| {
             h.querycap().map(|c| (0, c))
+        }),
+        VIDIOC_ENUM_FMT => fixed(round, reply, st, |h: &Video, f| {
+            h.enum_fmt(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_G_FMT => fixed(round, reply, st, |h: &Video, f| {
+            h.g_fmt(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_S_FMT => fixed(round, reply, st, |h: &Video, f| {
+            h.s_fmt(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_TRY_FMT => fixed(round, reply, st, |h: &Video, f| {
+            h.try_fmt(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_G_PRIORITY => fixed(round, reply, st, |h: &Video, _: u32| {
+            h.g_priority(fh).map(|p| (0, p))
+        }),
+        VIDIOC_S_PRIORITY => fixed(round, reply, st, |h: &Video, p: u32| {
+            h.s_priority(fh, p).map(|_| (0, p))
+        }),
+        VIDIOC_ENUMINPUT => fixed(round, reply, st, |h: &Video, i| {
+            h.enum_input(fh, i).map(|i| (0, i))
+        }),
+        VIDIOC_G_INPUT => fixed(round, reply, st, |h: &Video, _: u32| {
+            h.g_input(fh).map(|i| (0, i))
+        }),
+        VIDIOC_S_INPUT => fixed(round, reply, st, |h: &Video, i: u32| {
+            h.s_input(fh, i).map(|i| (0, i))
+        }),
+        VIDIOC_ENUMOUTPUT => fixed(round, reply, st, |h: &Video, o| {
+            h.enum_output(fh, o).map(|o| (0, o))
+        }),
+        VIDIOC_G_OUTPUT => fixed(round, reply, st, |h: &Video, _: u32| {
+            h.g_output(fh).map(|o| (0, o))
+        }),
+        VIDIOC_S_OUTPUT => fixed(round, reply, st, |h: &Video, o: u32| {
+            h.s_output(fh, o).map(|o| (0, o))
+        }),
+        VIDIOC_G_PARM => fixed(round, reply, st, |h: &Video, p| {
+            h.g_parm(fh, p).map(|p| (0, p))
+        }),
+        VIDIOC_S_PARM => fixed(round, reply, st, |h: &Video, p| {
+            h.s_parm(fh, p).map(|p| (0, p))
         }),
         _ => reply.error(Errno::ENOTTY),
     }

@@ -392,8 +392,10 @@ impl Device for Node {
         };
         self.notifier.lock().get_or_insert_with(|| ctx.notifier());
         let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        if let Handler::Subdev(h) = &self.handler {
-            h.open(n);
+        match &self.handler {
+            Handler::Subdev(h) => h.open(n),
+            Handler::Video(h) => h.open(n),
+            Handler::Media => {}
         }
         self.open.lock().insert(
             n,
@@ -412,8 +414,10 @@ impl Device for Node {
 
     fn release(&self, fh: u64) {
         self.parked.lock().retain(|(f, _)| *f != fh);
-        if let Handler::Subdev(h) = &self.handler {
-            h.release(fh);
+        match &self.handler {
+            Handler::Subdev(h) => h.release(fh),
+            Handler::Video(h) => h.release(fh),
+            Handler::Media => {}
         }
         let fh = self.open.lock().remove(&fh);
         // Under devm the release path (v4l2_release, cdev_put) touches the freed device node.

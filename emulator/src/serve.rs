@@ -10,8 +10,9 @@ use cuse::channel::{ensure_cuse_loaded, pick_local_major, DevCuse, OpenError};
 use cuse::{Device, DeviceInfo, Errno, Session, SessionError, SessionHandle};
 use media_graph::{running_kernel_version, Audit, Kind, MediaDevice};
 use nix::sys::signal::{SigSet, Signal};
-use omap3isp::nodes::{IspSubdev, IspVideo};
+use omap3isp::nodes::IspSubdev;
 use omap3isp::topology::{NodeRegistrar, SubdevInfo, VideoNodeInfo};
+use omap3isp::video::IspVideo;
 use omap3isp::Board;
 use parking_lot::Mutex;
 
@@ -564,11 +565,14 @@ impl NodeRegistrar for Registrar<'_> {
     type Error = ServeError;
 
     fn register_video(&mut self, node: &VideoNodeInfo) -> Result<(u32, u32), ServeError> {
-        let h = IspVideo {
-            name: node.name.clone(),
-            capture: node.capture,
-            kernel_version: self.daemon.kernel_version,
-        };
+        let h = IspVideo::new(
+            node.name.clone(),
+            node.capture,
+            self.daemon.kernel_version,
+            node.entity,
+            Arc::downgrade(&self.dev),
+            node.pads.clone(),
+        );
         self.node("video", "video", Handler::Video(Arc::new(h)))
     }
 

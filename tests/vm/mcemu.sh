@@ -114,6 +114,15 @@ contains "recipe: the preview sink gets the CCDC VP format (one line less, 10 bi
 contains "recipe: preview crop with CCDC input: (10,4)/(W-18)x(H-8)" /tmp/prv.txt "crop:(10,4)/1278x639]"
 contains "recipe: the resizer sink gets the preview source" /tmp/rsz0.txt "[fmt:UYVY8_1X16/1278x639"
 contains "recipe: the resizer scales to 640x480" /tmp/rsz1.txt "[fmt:UYVY8_1X16/640x480 field:none colorspace:srgb]"
+v4l2-ctl -d /dev/video6 --set-fmt-video=width=1,height=1,pixelformat=GREY --get-fmt-video > /tmp/vfmt.txt 2>&1
+has_line "recipe: S_FMT on the resizer output takes the resizer's source format" /tmp/vfmt.txt "Width/Height      : 640/480"
+has_line "recipe: UYVY from UYVY8_1X16" /tmp/vfmt.txt "Pixel Format      : 'UYVY' (UYVY 4:2:2)"
+has_line "recipe: bytesperline 640 x 2" /tmp/vfmt.txt "Bytes per Line    : 1280"
+has_line "recipe: sizeimage" /tmp/vfmt.txt "Size Image        : 614400"
+v4l2-ctl -d /dev/video6 --list-formats > /tmp/lf.txt 2>&1
+check "ENUM_FMT lists the 21 distinct pixel formats" test "$(grep -c "^[[:space:]]*\[[0-9]*\]:" /tmp/lf.txt)" -eq 21
+v4l2-ctl -d /dev/video2 --get-fmt-video > /tmp/vfmt.txt 2>&1
+has_line "a new handle starts at 720x480 (Linux 7.0)" /tmp/vfmt.txt "Width/Height      : 720/480"
 check "media-ctl -r" media-ctl -d /dev/media0 -r
 check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt

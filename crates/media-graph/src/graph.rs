@@ -167,6 +167,23 @@ impl Graph {
         self.links.iter().filter(|l| !l.is_backlink)
     }
 
+    /// The other end of the enabled data link at (`entity`, `pad`), if one is enabled.
+    pub fn remote_of(&self, entity: u32, pad: u16) -> Option<PadRef> {
+        let here = PadRef { entity, index: pad };
+        self.links().find_map(|l| match l.ends {
+            Ends::Data { source, sink } if l.flags & MEDIA_LNK_FL_ENABLED != 0 => {
+                if source == here {
+                    Some(sink)
+                } else if sink == here {
+                    Some(source)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        })
+    }
+
     pub fn entity(&self, id: u32) -> Option<&Entity> {
         self.entities.iter().find(|e| e.id == id)
     }

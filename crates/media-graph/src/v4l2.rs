@@ -5,12 +5,59 @@ use ioctl_abi::subdev::{
     v4l2_subdev_capability, v4l2_subdev_format, v4l2_subdev_frame_size_enum,
     v4l2_subdev_mbus_code_enum, v4l2_subdev_selection,
 };
-use ioctl_abi::videodev2::{v4l2_capability, v4l2_event_subscription};
+use ioctl_abi::videodev2::{
+    v4l2_capability, v4l2_event_subscription, v4l2_fmtdesc, v4l2_format, v4l2_input, v4l2_output,
+    v4l2_streamparm,
+};
 use nix::errno::Errno;
 
-/// `/dev/videoN`.
+/// `/dev/videoN`. Per-handle state is keyed by the file handle number `fh`.
 pub trait VideoIoctls: Send + Sync {
     fn querycap(&self) -> Result<v4l2_capability, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn open(&self, _fh: u64) {}
+    fn release(&self, _fh: u64) {}
+    fn enum_fmt(&self, _fh: u64, _f: v4l2_fmtdesc) -> Result<v4l2_fmtdesc, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn g_fmt(&self, _fh: u64, _f: v4l2_format) -> Result<v4l2_format, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn s_fmt(&self, _fh: u64, _f: v4l2_format) -> Result<v4l2_format, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn try_fmt(&self, _fh: u64, _f: v4l2_format) -> Result<v4l2_format, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn g_priority(&self, _fh: u64) -> Result<u32, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn s_priority(&self, _fh: u64, _prio: u32) -> Result<(), Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn enum_input(&self, _fh: u64, _i: v4l2_input) -> Result<v4l2_input, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn g_input(&self, _fh: u64) -> Result<u32, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn s_input(&self, _fh: u64, _index: u32) -> Result<u32, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn enum_output(&self, _fh: u64, _o: v4l2_output) -> Result<v4l2_output, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn g_output(&self, _fh: u64) -> Result<u32, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn s_output(&self, _fh: u64, _index: u32) -> Result<u32, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn g_parm(&self, _fh: u64, _p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn s_parm(&self, _fh: u64, _p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
         Err(Errno::ENOTTY)
     }
 }

@@ -6,6 +6,7 @@ pub mod links;
 pub mod nodes;
 pub mod pads;
 pub mod topology;
+pub mod video;
 
 use media_graph::{kernel_version_code, MediaDeviceInfo};
 

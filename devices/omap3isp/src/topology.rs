@@ -19,12 +19,14 @@ const O: u32 = MEDIA_PAD_FL_SOURCE;
 const MC: u32 = MEDIA_PAD_FL_MUST_CONNECT;
 
 /// A video node of the ISP.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VideoNodeInfo {
     pub entity: u32,
     pub name: String,
     /// CAPTURE ("... output") or OUTPUT ("... input") queue.
     pub capture: bool,
+    /// Every block's pad model by entity id (complete once the build is done).
+    pub pads: crate::video::PadsRegistry,
 }
 
 /// A sub-device with a device node.
@@ -78,6 +80,7 @@ pub mod function {
 struct Builder<'a, R: NodeRegistrar> {
     dev: &'a MediaDevice,
     reg: &'a mut R,
+    registry: crate::video::PadsRegistry,
     video_nodes: Vec<VideoNodeInfo>,
     subdevs: Vec<SubdevInfo>,
 }
@@ -99,11 +102,15 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             pads: pads.to_vec(),
             ops,
         });
+        let model = model.map(SubdevPads::new);
+        if let Some(m) = &model {
+            self.registry.lock().insert(entity, m.clone());
+        }
         self.subdevs.push(SubdevInfo {
             entity,
             name: name.into(),
             num_pads: pads.len(),
-            pads: model.map(SubdevPads::new),
+            pads: model,
         });
         entity
     }
@@ -127,6 +134,7 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             entity,
             name,
             capture,
+            pads: self.registry.clone(),
         };
         let (major, minor) = self.reg.register_video(&info)?;
         self.dev
@@ -160,6 +168,7 @@ pub fn build<R: NodeRegistrar>(
     let mut b = Builder {
         dev,
         reg,
+        registry: Default::default(),
         video_nodes: Vec::new(),
         subdevs: Vec::new(),
     };

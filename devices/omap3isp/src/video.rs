@@ -1,0 +1,619 @@
+//! The ISP's video nodes (ispvideo.c, with the Linux 7.0 compliance fixes, omap3isp.md §3, §8):
+//! QUERYCAP, formats per file handle, priority, the single input or output, and the output
+//! nodes' frame interval.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use ioctl_abi::set_cstr;
+use ioctl_abi::subdev::v4l2_mbus_framefmt;
+use ioctl_abi::videodev2::*;
+use media_graph::{MediaDevice, VideoIoctls};
+use nix::errno::Errno;
+use parking_lot::Mutex;
+
+use crate::pads::{format_info, SubdevPads, FORMATS};
+
+/// Block pad models by entity id, filled as the graph is built.
+pub type PadsRegistry = Arc<Mutex<HashMap<u32, Arc<SubdevPads>>>>;
+
+/// `ISP_VIDEO_DRIVER_NAME`.
+pub const VIDEO_DRIVER: &str = "ispvideo";
+
+const PRIO_BACKGROUND: u32 = 1;
+const PRIO_INTERACTIVE: u32 = 2;
+const PRIO_RECORD: u32 = 3;
+const INPUT_TYPE_CAMERA: u32 = 2;
+const OUTPUT_TYPE_ANALOG: u32 = 2;
+const CAP_TIMEPERFRAME: u32 = 0x1000;
+
+/// Per-node bytesperline rules (omap3isp.md §3.3).
+#[derive(Debug, Clone, Copy)]
+pub struct BplRules {
+    pub alignment: u32,
+    pub zero_padding: bool,
+    /// 0: the user's bytesperline is ignored.
+    pub max: u32,
+}
+
+impl BplRules {
+    /// The rules of the node called `name`.
+    pub fn for_node(name: &str) -> Self {
+        let (alignment, zero_padding, max) = match name {
+            "OMAP3 ISP CCP2 input" => (32, false, 0xFFFF_FFE0),
+            "OMAP3 ISP CSI2a output" => (32, true, 0x1FFE0),
+            "OMAP3 ISP preview input" => (64, false, 0),
+            _ => (32, false, 0),
+        };
+        Self {
+            alignment,
+            zero_padding,
+            max,
+        }
+    }
+}
+
+struct Handle {
+    fmt: v4l2_pix_format,
+    prio: u32,
+    timeperframe: v4l2_fract,
+}
+
+pub struct IspVideo {
+    pub name: String,
+    pub capture: bool,
+    pub kernel_version: u32,
+    pub entity: u32,
+    pub dev: Weak<MediaDevice>,
+    pub pads: PadsRegistry,
+    pub bpl: BplRules,
+    handles: Mutex<HashMap<u64, Handle>>,
+}
+
+fn v4l2_type(capture: bool) -> u32 {
+    if capture {
+        V4L2_BUF_TYPE_VIDEO_CAPTURE
+    } else {
+        V4L2_BUF_TYPE_VIDEO_OUTPUT
+    }
+}
+
+/// `v4l_fill_fmtdesc`'s descriptions for the formats the ISP uses.
+fn description(pixelformat: u32) -> &'static str {
+    match &pixelformat.to_le_bytes() {
+        b"GREY" => "8-bit Greyscale",
+        b"Y10 " => "10-bit Greyscale",
+        b"Y12 " => "12-bit Greyscale",
+        b"BA81" => "8-bit Bayer BGBG/GRGR",
+        b"GBRG" => "8-bit Bayer GBGB/RGRG",
+        b"GRBG" => "8-bit Bayer GRGR/BGBG",
+        b"RGGB" => "8-bit Bayer RGRG/GBGB",
+        b"bBA8" => "8-bit Bayer BGBG/GRGR (DPCM)",
+        b"bGA8" => "8-bit Bayer GBGB/RGRG (DPCM)",
+        b"BD10" => "8-bit Bayer GRGR/BGBG (DPCM)",
+        b"bRA8" => "8-bit Bayer RGRG/GBGB (DPCM)",
+        b"BG10" => "10-bit Bayer BGBG/GRGR",
+        b"GB10" => "10-bit Bayer GBGB/RGRG",
+        b"BA10" => "10-bit Bayer GRGR/BGBG",
+        b"RG10" => "10-bit Bayer RGRG/GBGB",
+        b"BG12" => "12-bit Bayer BGBG/GRGR",
+        b"GB12" => "12-bit Bayer GBGB/RGRG",
+        b"BA12" => "12-bit Bayer GRGR/BGBG",
+        b"RG12" => "12-bit Bayer RGRG/GBGB",
+        b"UYVY" => "UYVY 4:2:2",
+        b"YUYV" => "YUYV 4:2:2",
+        _ => "",
+    }
+}
+
+impl IspVideo {
+    pub fn new(
+        name: String,
+        capture: bool,
+        kernel_version: u32,
+        entity: u32,
+        dev: Weak<MediaDevice>,
+        pads: PadsRegistry,
+    ) -> Self {
+        let bpl = BplRules::for_node(&name);
+        Self {
+            name,
+            capture,
+            kernel_version,
+            entity,
+            dev,
+            pads,
+            bpl,
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `vdev->device_caps` (Linux 7.0: with V4L2_CAP_IO_MC).
+    pub fn device_caps(&self) -> u32 {
+        let dir = if self.capture {
+            V4L2_CAP_VIDEO_CAPTURE
+        } else {
+            V4L2_CAP_VIDEO_OUTPUT
+        };
+        dir | V4L2_CAP_STREAMING | V4L2_CAP_IO_MC | V4L2_CAP_EXT_PIX_FORMAT
+    }
+
+    fn check_type(&self, t: u32) -> Result<(), Errno> {
+        if t == v4l2_type(self.capture) {
+            Ok(())
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    /// `isp_video_mbus_to_pix`: pixel format, bytesperline (the request within the node's rules)
+    /// and sizeimage for a bus format.
+    pub fn mbus_to_pix(&self, m: &v4l2_mbus_framefmt, requested_bpl: u32) -> v4l2_pix_format {
+        let mut pix = v4l2_pix_format::zeroed();
+        pix.width = m.width;
+        pix.height = m.height;
+        // Linux 7.0: an unknown code maps to the last real entry.
+        let info = format_info(m.code).unwrap_or(&FORMATS[FORMATS.len() - 1]);
+        pix.pixelformat = info.pixelformat;
+        let min_bpl = m.width.saturating_mul(info.bpp);
+        let mut bpl = if self.bpl.max != 0 {
+            requested_bpl.clamp(min_bpl, self.bpl.max.max(min_bpl))
+        } else {
+            min_bpl
+        };
+        if !(self.bpl.zero_padding && bpl == min_bpl) {
+            bpl = bpl
+                .div_ceil(self.bpl.alignment)
+                .saturating_mul(self.bpl.alignment);
+        }
+        pix.bytesperline = bpl;
+        pix.sizeimage = bpl.saturating_mul(m.height);
+        pix.field = m.field;
+        pix.colorspace = m.colorspace;
+        pix
+    }
+
+    /// The reverse lookup: the first table entry with this pixel format (Linux 7.0: unknown
+    /// formats map to the last real entry).
+    fn pix_to_mbus(&self, pix: &v4l2_pix_format) -> v4l2_mbus_framefmt {
+        let info = FORMATS
+            .iter()
+            .find(|f| f.pixelformat == pix.pixelformat)
+            .unwrap_or(&FORMATS[FORMATS.len() - 1]);
+        let mut m = v4l2_mbus_framefmt::zeroed();
+        m.code = info.code;
+        m.width = pix.width;
+        m.height = pix.height;
+        m.field = pix.field;
+        m.colorspace = pix.colorspace;
+        m
+    }
+
+    /// The ACTIVE format of the sub-device pad this node is linked to.
+    fn remote_format(&self) -> Result<v4l2_mbus_framefmt, Errno> {
+        let dev = self.dev.upgrade().ok_or(Errno::ENODEV)?;
+        let remote = dev.graph().remote_of(self.entity, 0).ok_or(Errno::EINVAL)?;
+        let pads = self
+            .pads
+            .lock()
+            .get(&remote.entity)
+            .cloned()
+            .ok_or(Errno::ENOTTY)?;
+        pads.active_format(remote.index as usize)
+            .ok_or(Errno::EINVAL)
+    }
+
+    /// Field fix-ups of S_FMT/TRY_FMT.
+    fn fix_field(&self, field: u32) -> u32 {
+        match field {
+            V4L2_FIELD_NONE => V4L2_FIELD_NONE,
+            V4L2_FIELD_ALTERNATE if self.capture => V4L2_FIELD_ALTERNATE,
+            V4L2_FIELD_INTERLACED => V4L2_FIELD_INTERLACED_TB,
+            V4L2_FIELD_INTERLACED_TB | V4L2_FIELD_INTERLACED_BT
+                if self.name == "OMAP3 ISP CCDC output" =>
+            {
+                field
+            }
+            _ => V4L2_FIELD_NONE,
+        }
+    }
+
+    fn try_pix(&self, req: &v4l2_pix_format) -> Result<v4l2_pix_format, Errno> {
+        if self.capture {
+            // Capture nodes take the connected source pad's format; only bytesperline is theirs.
+            let m = self.remote_format()?;
+            return Ok(self.mbus_to_pix(&m, req.bytesperline));
+        }
+        // Output nodes normalise without looking at the sub-device.
+        let mut r = *req;
+        r.field = self.fix_field(r.field);
+        // Colorspaces run from SMPTE170M (1) to DCI_P3 (12); anything else is sRGB.
+        if !(1..=12).contains(&r.colorspace) {
+            r.colorspace = V4L2_COLORSPACE_SRGB;
+        }
+        let m = self.pix_to_mbus(&r);
+        Ok(self.mbus_to_pix(&m, r.bytesperline))
+    }
+
+    fn prio_max(&self) -> u32 {
+        self.handles
+            .lock()
+            .values()
+            .map(|h| h.prio)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `v4l2_prio_check`: a handle below the highest priority may not change the state.
+    fn prio_check(&self, fh: u64) -> Result<(), Errno> {
+        let mine = self.handles.lock().get(&fh).map(|h| h.prio).unwrap_or(0);
+        if mine < self.prio_max() {
+            Err(Errno::EBUSY)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn initial_format(&self) -> v4l2_pix_format {
+        // Linux 7.0: 720x480 UYVY, progressive, sRGB.
+        let mut m = v4l2_mbus_framefmt::zeroed();
+        m.code = ioctl_abi::subdev::MEDIA_BUS_FMT_UYVY8_1X16;
+        m.width = 720;
+        m.height = 480;
+        m.field = V4L2_FIELD_NONE;
+        m.colorspace = V4L2_COLORSPACE_SRGB;
+        self.mbus_to_pix(&m, 0)
+    }
+}
+
+impl VideoIoctls for IspVideo {
+    fn querycap(&self) -> Result<v4l2_capability, Errno> {
+        let mut cap = v4l2_capability::zeroed();
+        set_cstr(&mut cap.driver, VIDEO_DRIVER);
+        set_cstr(&mut cap.card, &self.name);
+        // Linux 7.0 leaves bus_info to the core: "platform:" + the ISP's device name.
+        set_cstr(&mut cap.bus_info, crate::BUS_INFO);
+        cap.version = self.kernel_version;
+        cap.device_caps = self.device_caps();
+        // The driver reports both directions in `capabilities`.
+        cap.capabilities = V4L2_CAP_VIDEO_CAPTURE
+            | V4L2_CAP_VIDEO_OUTPUT
+            | V4L2_CAP_STREAMING
+            | V4L2_CAP_IO_MC
+            | V4L2_CAP_EXT_PIX_FORMAT
+            | V4L2_CAP_DEVICE_CAPS;
+        Ok(cap)
+    }
+
+    fn open(&self, fh: u64) {
+        let h = Handle {
+            fmt: self.initial_format(),
+            prio: PRIO_INTERACTIVE,
+            timeperframe: v4l2_fract {
+                numerator: 1,
+                denominator: 1,
+            },
+        };
+        self.handles.lock().insert(fh, h);
+    }
+
+    fn release(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    /// Linux 7.0: the table's pixel formats without repeats, filtered by `mbus_code`.
+    fn enum_fmt(&self, _fh: u64, mut f: v4l2_fmtdesc) -> Result<v4l2_fmtdesc, Errno> {
+        self.check_type(f.type_)?;
+        let mut listed: Vec<u32> = Vec::new();
+        for info in FORMATS {
+            if f.mbus_code != 0 && info.code != f.mbus_code {
+                continue;
+            }
+            if !listed.contains(&info.pixelformat) {
+                listed.push(info.pixelformat);
+            }
+        }
+        let pixelformat = *listed.get(f.index as usize).ok_or(Errno::EINVAL)?;
+        f.flags = 0;
+        f.pixelformat = pixelformat;
+        set_cstr(&mut f.description, description(pixelformat));
+        f.reserved = [0; 3];
+        Ok(f)
+    }
+
+    fn g_fmt(&self, fh: u64, mut f: v4l2_format) -> Result<v4l2_format, Errno> {
+        self.check_type(f.type_)?;
+        let h = self.handles.lock();
+        let pix = h.get(&fh).map(|h| h.fmt).ok_or(Errno::EBADF)?;
+        f.fmt = [0; 200];
+        f.set_pix(&pix);
+        Ok(f)
+    }
+
+    fn try_fmt(&self, _fh: u64, mut f: v4l2_format) -> Result<v4l2_format, Errno> {
+        self.check_type(f.type_)?;
+        let pix = self.try_pix(&f.pix())?;
+        f.fmt = [0; 200];
+        f.set_pix(&pix);
+        Ok(f)
+    }
+
+    /// Linux 7.0: S_FMT is TRY_FMT, then stored for this handle.
+    fn s_fmt(&self, fh: u64, mut f: v4l2_format) -> Result<v4l2_format, Errno> {
+        self.check_type(f.type_)?;
+        self.prio_check(fh)?;
+        let pix = self.try_pix(&f.pix())?;
+        if let Some(h) = self.handles.lock().get_mut(&fh) {
+            h.fmt = pix;
+        }
+        f.fmt = [0; 200];
+        f.set_pix(&pix);
+        Ok(f)
+    }
+
+    fn g_priority(&self, _fh: u64) -> Result<u32, Errno> {
+        Ok(self.prio_max())
+    }
+
+    fn s_priority(&self, fh: u64, prio: u32) -> Result<(), Errno> {
+        if !(PRIO_BACKGROUND..=PRIO_RECORD).contains(&prio) && prio != 0 {
+            return Err(Errno::EINVAL);
+        }
+        // S_PRIORITY is itself priority-checked: below the highest, nothing changes.
+        self.prio_check(fh)?;
+        // V4L2_PRIORITY_UNSET (0) means the default.
+        let prio = if prio == 0 { PRIO_INTERACTIVE } else { prio };
+        if let Some(x) = self.handles.lock().get_mut(&fh) {
+            x.prio = prio;
+        }
+        Ok(())
+    }
+
+    /// With V4L2_CAP_IO_MC the core answers for the single input of a capture node.
+    fn enum_input(&self, _fh: u64, mut i: v4l2_input) -> Result<v4l2_input, Errno> {
+        if !self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        if i.index != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let index = i.index;
+        i = v4l2_input::zeroed();
+        i.index = index;
+        i.type_ = INPUT_TYPE_CAMERA;
+        set_cstr(&mut i.name, &self.name);
+        Ok(i)
+    }
+
+    fn g_input(&self, _fh: u64) -> Result<u32, Errno> {
+        if self.capture {
+            Ok(0)
+        } else {
+            Err(Errno::ENOTTY)
+        }
+    }
+
+    fn s_input(&self, fh: u64, index: u32) -> Result<u32, Errno> {
+        if !self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        self.prio_check(fh)?;
+        if index == 0 {
+            Ok(0)
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    fn enum_output(&self, _fh: u64, mut o: v4l2_output) -> Result<v4l2_output, Errno> {
+        if self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        if o.index != 0 {
+            return Err(Errno::EINVAL);
+        }
+        o = v4l2_output::zeroed();
+        o.type_ = OUTPUT_TYPE_ANALOG;
+        set_cstr(&mut o.name, &self.name);
+        Ok(o)
+    }
+
+    fn g_output(&self, _fh: u64) -> Result<u32, Errno> {
+        if self.capture {
+            Err(Errno::ENOTTY)
+        } else {
+            Ok(0)
+        }
+    }
+
+    fn s_output(&self, fh: u64, index: u32) -> Result<u32, Errno> {
+        if self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        self.prio_check(fh)?;
+        if index == 0 {
+            Ok(0)
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    /// Linux 7.0: capture nodes have no frame interval; output nodes keep one per handle (a
+    /// soft maximum frame time for memory input).
+    fn g_parm(&self, fh: u64, mut p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
+        if self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        self.check_type(p.type_)?;
+        let t = self
+            .handles
+            .lock()
+            .get(&fh)
+            .map(|h| h.timeperframe)
+            .ok_or(Errno::EBADF)?;
+        p.parm = [0; 200];
+        let mut out = v4l2_outputparm::zeroed();
+        out.capability = CAP_TIMEPERFRAME;
+        out.timeperframe = t;
+        p.set_output(&out);
+        Ok(p)
+    }
+
+    fn s_parm(&self, fh: u64, mut p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
+        if self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        self.check_type(p.type_)?;
+        self.prio_check(fh)?;
+        let mut out = p.output();
+        if out.timeperframe.numerator == 0 {
+            out.timeperframe.numerator = 1;
+        }
+        if out.timeperframe.denominator == 0 {
+            out.timeperframe.denominator = 1;
+        }
+        if let Some(h) = self.handles.lock().get_mut(&fh) {
+            h.timeperframe = out.timeperframe;
+        }
+        let mut reply = v4l2_outputparm::zeroed();
+        reply.capability = CAP_TIMEPERFRAME;
+        reply.timeperframe = out.timeperframe;
+        p.parm = [0; 200];
+        p.set_output(&reply);
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, capture: bool) -> IspVideo {
+        IspVideo::new(
+            name.into(),
+            capture,
+            0x060100,
+            19,
+            Weak::new(),
+            PadsRegistry::default(),
+        )
+    }
+
+    #[test]
+    fn querycap_and_initial_format() {
+        let v = node("OMAP3 ISP CCDC output", true);
+        let c = v.querycap().unwrap();
+        assert_eq!(ioctl_abi::cstr(&c.driver), "ispvideo");
+        assert_eq!(c.device_caps, 0x2420_0001);
+        assert_eq!(c.capabilities, 0xa420_0003);
+        assert_eq!(
+            node("OMAP3 ISP CCP2 input", false).device_caps(),
+            0x2420_0002
+        );
+        v.open(1);
+        let mut f = v4l2_format::zeroed();
+        f.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        let p = v.g_fmt(1, f).unwrap().pix();
+        assert_eq!(
+            (p.width, p.height, p.bytesperline, p.sizeimage),
+            (720, 480, 1440, 691200)
+        );
+        let pi = node("OMAP3 ISP preview input", false);
+        pi.open(1);
+        f.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        assert_eq!(
+            pi.g_fmt(1, f).unwrap().pix().bytesperline,
+            1472,
+            "64-byte alignment"
+        );
+        f.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        assert_eq!(pi.g_fmt(1, f), Err(Errno::EINVAL), "wrong type");
+    }
+
+    #[test]
+    fn enum_fmt_dedups_and_filters() {
+        let v = node("OMAP3 ISP resizer output", true);
+        let mut d = v4l2_fmtdesc::zeroed();
+        d.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        let mut seen = Vec::new();
+        while let Ok(r) = v.enum_fmt(0, d) {
+            seen.push(r.pixelformat);
+            assert!(!ioctl_abi::cstr(&r.description).is_empty());
+            d.index += 1;
+        }
+        assert_eq!(seen.len(), 21, "23 table rows, UYVY and YUYV twice");
+        d.index = 0;
+        d.mbus_code = ioctl_abi::subdev::MEDIA_BUS_FMT_UYVY8_2X8;
+        assert_eq!(
+            v.enum_fmt(0, d).unwrap().pixelformat,
+            fourcc(b'U', b'Y', b'V', b'Y')
+        );
+        d.index = 1;
+        assert_eq!(v.enum_fmt(0, d), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn output_nodes_normalise_and_priority() {
+        let v = node("OMAP3 ISP resizer input", false);
+        v.open(1);
+        v.open(2);
+        let mut f = v4l2_format::zeroed();
+        f.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        let mut p = v4l2_pix_format::zeroed();
+        p.width = 641;
+        p.height = 480;
+        p.pixelformat = fourcc(b'Y', b'U', b'Y', b'V');
+        p.field = V4L2_FIELD_INTERLACED;
+        f.set_pix(&p);
+        let r = v.s_fmt(1, f).unwrap().pix();
+        assert_eq!(
+            (r.bytesperline, r.sizeimage, r.field),
+            (1312, 1312 * 480, V4L2_FIELD_INTERLACED_TB)
+        );
+        // Priority: RECORD on handle 2 blocks handle 1's S_FMT.
+        assert_eq!(v.g_priority(1), Ok(PRIO_INTERACTIVE));
+        v.s_priority(2, PRIO_RECORD).unwrap();
+        assert_eq!(v.g_priority(1), Ok(PRIO_RECORD));
+        assert_eq!(v.s_fmt(1, f), Err(Errno::EBUSY));
+        assert_eq!(
+            v.s_priority(1, PRIO_INTERACTIVE),
+            Err(Errno::EBUSY),
+            "S_PRIORITY is checked too"
+        );
+        assert_eq!(v.s_priority(1, 4), Err(Errno::EINVAL));
+        v.release(2);
+        assert!(v.s_fmt(1, f).is_ok());
+        // One output; no inputs on an output node.
+        assert_eq!(v.g_output(1), Ok(0));
+        assert_eq!(v.s_output(1, 1), Err(Errno::EINVAL));
+        assert_eq!(v.g_input(1), Err(Errno::ENOTTY));
+        // Frame interval: a zero numerator becomes 1.
+        let mut parm = v4l2_streamparm::zeroed();
+        parm.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        let r = v.s_parm(1, parm).unwrap().output();
+        assert_eq!(
+            (
+                r.capability,
+                r.timeperframe.numerator,
+                r.timeperframe.denominator
+            ),
+            (CAP_TIMEPERFRAME, 1, 1)
+        );
+    }
+
+    #[test]
+    fn capture_try_fmt_needs_an_enabled_link() {
+        let v = node("OMAP3 ISP CCDC output", true);
+        v.open(1);
+        let mut f = v4l2_format::zeroed();
+        f.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        // No media device (or no enabled link): as the driver, no remote pad to ask.
+        assert!(v.try_fmt(1, f).is_err());
+        let i = v.enum_input(1, v4l2_input::zeroed()).unwrap();
+        assert_eq!(
+            (ioctl_abi::cstr(&i.name), i.type_),
+            ("OMAP3 ISP CCDC output", INPUT_TYPE_CAMERA)
+        );
+        assert_eq!(v.g_parm(1, v4l2_streamparm::zeroed()), Err(Errno::ENOTTY));
+    }
+}
