@@ -274,6 +274,15 @@ pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyI
         VIDIOC_SUBDEV_S_SELECTION => fixed(round, reply, st, |h: &Subdev, s| {
             h.set_selection(fh, s).map(|s| (0, s))
         }),
+        VIDIOC_SUBDEV_ENUM_FRAME_INTERVAL => fixed(round, reply, st, |h: &Subdev, f| {
+            h.enum_frame_interval(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_SUBDEV_G_FRAME_INTERVAL => fixed(round, reply, st, |h: &Subdev, f| {
+            h.get_frame_interval(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_SUBDEV_S_FRAME_INTERVAL => fixed(round, reply, st, |h: &Subdev, f| {
+            h.set_frame_interval(fh, f).map(|f| (0, f))
+        }),
         // The legacy crop ioctls are selections of the CROP target.
         VIDIOC_SUBDEV_G_CROP | VIDIOC_SUBDEV_S_CROP => {
             let set = round.request().cmd == VIDIOC_SUBDEV_S_CROP;

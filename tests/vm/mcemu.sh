@@ -146,6 +146,27 @@ has_line "n900: CCP2 -> CCDC enabled" /tmp/p.txt '<- "OMAP3 ISP CCP2":1 [ENABLED
 media_ctl_fails "n900: CCP2 reads the sensor or memory, not both (EBUSY)" 16 '"OMAP3 ISP CCP2 input":0->"OMAP3 ISP CCP2":0[1]'
 check "n900: media-ctl -r" media-ctl -d /dev/media0 -r
 check_graph "n900 after media-ctl -r" n900
+# The ET8EK8's mode table: codes, sizes and intervals in the order the driver's sort leaves them.
+v4l2-ctl -d /dev/v4l-subdev8 --list-subdev-mbus-codes pad=0 > /tmp/codes.txt 2>&1
+check "n900: et8ek8 codes: SGRBG10 first, then DPCM8, no more" sh -c \
+  'grep "MEDIA_BUS_FMT" /tmp/codes.txt | tr -d "\t" | tr "\n" " " | grep -qx "0x300a: MEDIA_BUS_FMT_SGRBG10_1X10 0x3009: MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8 "'
+v4l2-ctl -d /dev/v4l-subdev8 --list-subdev-framesizes pad=0,code=0x3009 > /tmp/sizes.txt 2>&1
+n=$(grep -c "Size Range" /tmp/sizes.txt)
+check "n900: DPCM8 comes in two sizes" test "$n" -eq 2
+v4l2-ctl -d /dev/v4l-subdev8 --list-subdev-frameintervals pad=0,width=1296,height=984,code=0x3009 > /tmp/ivals.txt 2>&1
+has_line "n900: 1296x984 DPCM8 at 25 fps" /tmp/ivals.txt "Interval: 0.040s (25.000 fps)"
+has_line "n900: 1296x984 DPCM8 at 30 fps" /tmp/ivals.txt "Interval: 0.033s (30.000 fps)"
+check "n900: media-ctl -V picks a mode by size and rate" media-ctl -d /dev/media0 -V '"et8ek8 3-003e":0 [fmt:SGRBG10_DPCM8_1X8/1280x960@1/30]'
+media-ctl -d /dev/media0 --get-v4l2 '"et8ek8 3-003e":0' > /tmp/sensor.txt
+contains "n900: the nearest mode, 1296x984 at 100/3000" /tmp/sensor.txt "[fmt:SGRBG10_DPCM8_1X8/1296x984@100/3000]"
+check "n900: a rate no mode of this size has is EINVAL" sh -c \
+  'v4l2-ctl -d /dev/v4l-subdev8 --set-subdev-fps pad=0,fps=15 2>&1 | grep -q "S_FRAME_INTERVAL: failed: Invalid argument"'
+check "n900: media-ctl -l enables the sensor link" media-ctl -d /dev/media0 -l '"et8ek8 3-003e":0->"OMAP3 ISP CCP2":0[1]'
+check "n900: media-ctl -V 864x656 with the link enabled" media-ctl -d /dev/media0 -V '"et8ek8 3-003e":0 [fmt:SGRBG10_1X10/864x656]'
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCP2":0' > /tmp/ccp2.txt
+contains "n900: media-ctl propagates the sensor format to the CCP2 sink" /tmp/ccp2.txt "[fmt:SGRBG10_1X10/864x656 field:none colorspace:srgb]"
+media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP CCP2":1' > /tmp/ccp2.txt
+contains "n900: the CCP2 propagates it to its source" /tmp/ccp2.txt "[fmt:SGRBG10_1X10/864x656 field:none colorspace:srgb]"
 stop
 
 # Another driver's nodes exist: take the first free numbers, and report our real device numbers

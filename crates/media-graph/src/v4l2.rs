@@ -2,8 +2,9 @@
 //! The ioctl dispatcher decodes arguments and calls these; device models implement them.
 
 use ioctl_abi::subdev::{
-    v4l2_subdev_capability, v4l2_subdev_format, v4l2_subdev_frame_size_enum,
-    v4l2_subdev_mbus_code_enum, v4l2_subdev_selection,
+    v4l2_subdev_capability, v4l2_subdev_format, v4l2_subdev_frame_interval,
+    v4l2_subdev_frame_interval_enum, v4l2_subdev_frame_size_enum, v4l2_subdev_mbus_code_enum,
+    v4l2_subdev_selection,
 };
 use ioctl_abi::videodev2::{
     v4l2_capability, v4l2_event_subscription, v4l2_fmtdesc, v4l2_format, v4l2_input, v4l2_output,
@@ -91,6 +92,27 @@ pub trait SubdevIoctls: Send + Sync {
         _fh: u64,
         _f: v4l2_subdev_frame_size_enum,
     ) -> Result<v4l2_subdev_frame_size_enum, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn enum_frame_interval(
+        &self,
+        _fh: u64,
+        _f: v4l2_subdev_frame_interval_enum,
+    ) -> Result<v4l2_subdev_frame_interval_enum, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn get_frame_interval(
+        &self,
+        _fh: u64,
+        _f: v4l2_subdev_frame_interval,
+    ) -> Result<v4l2_subdev_frame_interval, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn set_frame_interval(
+        &self,
+        _fh: u64,
+        _f: v4l2_subdev_frame_interval,
+    ) -> Result<v4l2_subdev_frame_interval, Errno> {
         Err(Errno::ENOTTY)
     }
     fn get_fmt(&self, _fh: u64, _f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {

@@ -127,6 +127,57 @@ impl SubdevIoctls for IspSubdev {
         Ok(f)
     }
 
+    fn enum_frame_interval(
+        &self,
+        fh: u64,
+        mut f: v4l2_subdev_frame_interval_enum,
+    ) -> Result<v4l2_subdev_frame_interval_enum, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(f.which, f.pad)?;
+        f.reserved = [0; 8];
+        f.interval = pads
+            .with(fh, f.which, |b, _| {
+                b.enum_frame_interval(f.index, f.code, f.width, f.height)
+            })?
+            .ok_or(Errno::ENOTTY)??;
+        Ok(f)
+    }
+
+    /// The core forces `which` to ACTIVE for clients without
+    /// `V4L2_SUBDEV_CLIENT_CAP_INTERVAL_USES_WHICH` (mcemu offers no client caps), and the
+    /// ET8EK8 clears the whole structure before filling in the interval.
+    fn get_frame_interval(
+        &self,
+        fh: u64,
+        f: v4l2_subdev_frame_interval,
+    ) -> Result<v4l2_subdev_frame_interval, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(V4L2_SUBDEV_FORMAT_ACTIVE, f.pad)?;
+        let interval = pads
+            .with(fh, V4L2_SUBDEV_FORMAT_ACTIVE, |b, st| {
+                b.get_frame_interval(st)
+            })?
+            .ok_or(Errno::ENOTTY)??;
+        let mut out = v4l2_subdev_frame_interval::zeroed();
+        out.interval = interval;
+        Ok(out)
+    }
+
+    fn set_frame_interval(
+        &self,
+        fh: u64,
+        mut f: v4l2_subdev_frame_interval,
+    ) -> Result<v4l2_subdev_frame_interval, Errno> {
+        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
+        self.check(V4L2_SUBDEV_FORMAT_ACTIVE, f.pad)?;
+        f.interval = pads
+            .with(fh, V4L2_SUBDEV_FORMAT_ACTIVE, |b, st| {
+                b.set_frame_interval(st, f.interval)
+            })?
+            .ok_or(Errno::ENOTTY)??;
+        Ok(f)
+    }
+
     fn get_fmt(&self, fh: u64, mut f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
         let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
         self.check(f.which, f.pad)?;

@@ -265,9 +265,11 @@ pub fn format_info(code: u32) -> Option<&'static FormatInfo> {
 pub struct PadState {
     pub fmt: Vec<v4l2_mbus_framefmt>,
     pub crop: v4l2_rect,
+    /// A mode-table sensor's current mode (the ET8EK8's `current_reglist`); 0 elsewhere.
+    pub mode: usize,
 }
 
-fn mbus(code: u32, width: u32, height: u32) -> v4l2_mbus_framefmt {
+pub(crate) fn mbus(code: u32, width: u32, height: u32) -> v4l2_mbus_framefmt {
     let mut m = v4l2_mbus_framefmt::zeroed();
     m.code = code;
     m.width = width;
@@ -277,7 +279,7 @@ fn mbus(code: u32, width: u32, height: u32) -> v4l2_mbus_framefmt {
     m
 }
 
-fn rect(left: i32, top: i32, width: u32, height: u32) -> v4l2_rect {
+pub(crate) fn rect(left: i32, top: i32, width: u32, height: u32) -> v4l2_rect {
     v4l2_rect {
         left,
         top,
@@ -332,6 +334,29 @@ pub trait Block: Send + Sync {
     ) -> Option<Result<[u32; 4], Errno>> {
         None
     }
+    /// `enum_frame_interval` for a code and size; None: the block has no frame interval
+    /// operations (`ENOTTY`, as on every ISP block and the MT9P031).
+    fn enum_frame_interval(
+        &self,
+        _index: u32,
+        _code: u32,
+        _width: u32,
+        _height: u32,
+    ) -> Option<Result<v4l2_fract, Errno>> {
+        None
+    }
+    /// `get_frame_interval` on the ACTIVE state.
+    fn get_frame_interval(&self, _st: &PadState) -> Option<Result<v4l2_fract, Errno>> {
+        None
+    }
+    /// `set_frame_interval` on the ACTIVE state; returns the interval now in effect.
+    fn set_frame_interval(
+        &self,
+        _st: &mut PadState,
+        _ival: v4l2_fract,
+    ) -> Option<Result<v4l2_fract, Errno>> {
+        None
+    }
 }
 
 /// OMAP3 ISP CCP2 (omap3isp.md §2.2, with Linux 7.0's clamping when no input is chosen).
@@ -348,6 +373,7 @@ impl Block for Ccp2Pads {
         let mut st = PadState {
             fmt: vec![m, m],
             crop: rect(0, 0, 0, 0),
+            mode: 0,
         };
         let mut sink = m;
         self.set_fmt(&mut st, 0, &mut sink);
@@ -417,6 +443,7 @@ impl Block for Csi2Pads {
         PadState {
             fmt: vec![m, m],
             crop: rect(0, 0, 0, 0),
+            mode: 0,
         }
     }
     fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
@@ -530,6 +557,7 @@ impl Block for CcdcPads {
         let mut st = PadState {
             fmt: vec![m, m, m],
             crop: rect(0, 0, 4096, 4096),
+            mode: 0,
         };
         let mut sink = m;
         self.set_fmt(&mut st, 0, &mut sink);
@@ -720,6 +748,7 @@ impl Block for PreviewPads {
         let mut st = PadState {
             fmt: vec![m, m],
             crop: rect(0, 0, 4096, 4096),
+            mode: 0,
         };
         let mut sink = m;
         self.set_fmt(&mut st, 0, &mut sink);
@@ -1026,6 +1055,7 @@ impl Block for Mt9p031Pads {
         PadState {
             fmt: vec![mbus(MEDIA_BUS_FMT_SGRBG12_1X12, w, h)],
             crop: rect(16, 54, w, h),
+            mode: 0,
         }
     }
     /// `mt9p031_set_format`: the size snaps to the crop divided by a skipping ratio (the code,
@@ -1269,6 +1299,7 @@ impl Block for ResizerPads {
         let mut st = PadState {
             fmt: vec![m, m],
             crop: rect(0, 0, 4096, 4096),
+            mode: 0,
         };
         let mut sink = m;
         self.set_fmt(&mut st, 0, &mut sink);

@@ -269,10 +269,9 @@ pub fn build<R: NodeRegistrar>(
     b.link((ccdc, 2), (hist, 0), fixed)?;
 
     // The async notifier binds the sensor; isp_link_entity() links its first source pad.
-    // The MT9P031's pad operations are emulated; the ET8EK8's mode table is not yet.
     let sensor_pads: Option<Box<dyn Block>> = match board {
         Board::BeagleboardXm => Some(Box::new(crate::pads::Mt9p031Pads)),
-        Board::N900 => None,
+        Board::N900 => Some(Box::new(crate::et8ek8::Et8ek8Pads::new())),
     };
     let sensor = b.subdev(
         board.sensor(),
