@@ -9,6 +9,7 @@ use ioctl_abi::media::*;
 use ioctl_abi::subdev::*;
 use ioctl_abi::videodev2::*;
 use ioctl_abi::{ioc_dir, ioc_size, IOC_READ, IOC_WRITE};
+use media_graph::controls::{Controls, ExtOp};
 use media_graph::{MediaIoctls, SubdevIoctls, VideoIoctls};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -247,6 +248,63 @@ pub fn video(st: &dyn Stages<Video>, round: &mut IoctlRound<'_>, reply: ReplyIoc
     }
 }
 
+/// The control ioctls need the node's control handler (`ENOTTY` without one).
+fn controls(h: &Subdev) -> Result<Arc<Controls>, Errno> {
+    h.controls().ok_or(Errno::ENOTTY)
+}
+
+/// VIDIOC_G/TRY/S_EXT_CTRLS: the struct, then the `count` controls it points to; both go back to
+/// the client even when the call fails (`error_idx`, rounded values), as `video_usercopy` does
+/// for these ioctls. More than `V4L2_CID_MAX_CTRLS` is EINVAL before anything is read.
+fn ext_ctrls(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoctl, op: ExtOp) {
+    const ITEM: usize = core::mem::size_of::<v4l2_ext_control>();
+    let (arg, fh) = (round.request().arg, round.request().fh);
+    let mut cs: v4l2_ext_controls = match round.inout_struct(arg) {
+        Ok(Some(v)) => v,
+        Ok(None) => return reply.retry_round(round),
+        Err(e) => return reply.error(e),
+    };
+    if cs.count > V4L2_CID_MAX_CTRLS {
+        return reply.error(Errno::EINVAL);
+    }
+    let len = cs.count as usize * ITEM;
+    let mut items: Vec<v4l2_ext_control> = Vec::new();
+    if len > 0 {
+        let bytes = match round.input(cs.controls, len) {
+            Ok(b) => b.map(|b| b.into_owned()),
+            Err(e) => return reply.error(e),
+        };
+        round.output(cs.controls, len);
+        let Some(bytes) = bytes else {
+            return reply.retry_round(round);
+        };
+        items = bytes
+            .chunks_exact(ITEM)
+            .filter_map(|c| v4l2_ext_control::read_from_bytes(c).ok())
+            .collect();
+    }
+    if !round.is_complete() {
+        return reply.retry_round(round);
+    }
+    // Errors before the control core runs (node gone, no handler) copy nothing back.
+    let handler = st.mid().and_then(|h| controls(&h));
+    let result = handler
+        .as_ref()
+        .map(|c| c.ext_ctrls(fh, op, &mut cs, &mut items));
+    st.reply();
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => return reply.error(*e),
+    };
+    let out: Vec<u8> = items.iter().flat_map(|c| c.as_bytes().to_vec()).collect();
+    let outputs: &[&[u8]] = if len > 0 {
+        &[cs.as_bytes(), &out]
+    } else {
+        &[cs.as_bytes()]
+    };
+    reply.finish(round, result.map(|_| 0), outputs);
+}
+
 /// `/dev/v4l-subdevN`, as `subdev_do_ioctl` routes the pad operations.
 pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     let fh = round.request().fh;
@@ -283,6 +341,24 @@ pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyI
         VIDIOC_SUBDEV_S_FRAME_INTERVAL => fixed(round, reply, st, |h: &Subdev, f| {
             h.set_frame_interval(fh, f).map(|f| (0, f))
         }),
+        VIDIOC_QUERYCTRL => fixed(round, reply, st, |h: &Subdev, q| {
+            controls(h)?.queryctrl(q).map(|q| (0, q))
+        }),
+        VIDIOC_QUERY_EXT_CTRL => fixed(round, reply, st, |h: &Subdev, q: v4l2_query_ext_ctrl| {
+            controls(h)?.query_ext(q.id).map(|q| (0, q))
+        }),
+        VIDIOC_QUERYMENU => fixed(round, reply, st, |h: &Subdev, q| {
+            controls(h)?.querymenu(q).map(|q| (0, q))
+        }),
+        VIDIOC_G_CTRL => fixed(round, reply, st, |h: &Subdev, c| {
+            controls(h)?.g_ctrl(c).map(|c| (0, c))
+        }),
+        VIDIOC_S_CTRL => fixed(round, reply, st, |h: &Subdev, c| {
+            controls(h)?.s_ctrl(fh, c).map(|c| (0, c))
+        }),
+        VIDIOC_G_EXT_CTRLS => ext_ctrls(st, round, reply, ExtOp::Get),
+        VIDIOC_TRY_EXT_CTRLS => ext_ctrls(st, round, reply, ExtOp::Try),
+        VIDIOC_S_EXT_CTRLS => ext_ctrls(st, round, reply, ExtOp::Set),
         // The legacy crop ioctls are selections of the CROP target.
         VIDIOC_SUBDEV_G_CROP | VIDIOC_SUBDEV_S_CROP => {
             let set = round.request().cmd == VIDIOC_SUBDEV_S_CROP;

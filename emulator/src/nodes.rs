@@ -15,9 +15,11 @@ use std::collections::VecDeque;
 
 use cuse::{ClientMemory, Context, Device, Errno, IoctlRequest, IoctlRound, Notifier, ReplyIoctl};
 use ioctl_abi::videodev2::{
-    v4l2_event, v4l2_event_subscription, V4L2_EVENT_ALL, VIDIOC_DQEVENT, VIDIOC_SUBSCRIBE_EVENT,
-    VIDIOC_UNSUBSCRIBE_EVENT,
+    v4l2_event, v4l2_event_subscription, V4L2_CTRL_FLAG_WRITE_ONLY, V4L2_EVENT_ALL,
+    V4L2_EVENT_CTRL, V4L2_EVENT_SUB_FL_ALLOW_FEEDBACK, V4L2_EVENT_SUB_FL_SEND_INITIAL,
+    VIDIOC_DQEVENT, VIDIOC_SUBSCRIBE_EVENT, VIDIOC_UNSUBSCRIBE_EVENT,
 };
+use media_graph::controls::{Change, CH_FLAGS, CH_VALUE};
 use media_graph::{MediaDevice, MediaFh, MediaIoctls, SubdevIoctls, VideoIoctls};
 use parking_lot::Mutex;
 use zerocopy::IntoBytes;
@@ -62,8 +64,8 @@ impl DevRef {
 struct FhState {
     _media: MediaFh,
     nonblock: bool,
-    subs: Vec<(u32, u32)>,
-    depth: usize,
+    /// Subscriptions: (type, id) -> (flags, queue depth of that subscription).
+    subs: HashMap<(u32, u32), (u32, usize)>,
     events: VecDeque<v4l2_event>,
     sequence: u32,
 }
@@ -94,7 +96,7 @@ impl Node {
             Lifetime::Refcount => DevRef::Pinned(dev),
             Lifetime::Devm | Lifetime::RegisteredBit => DevRef::Unpinned(Arc::downgrade(&dev)),
         };
-        Arc::new_cyclic(|me| Self {
+        let node = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             path,
             dev,
@@ -105,7 +107,19 @@ impl Node {
             open: Mutex::new(HashMap::new()),
             parked: Mutex::new(Vec::new()),
             notifier: Mutex::new(None),
-        })
+        });
+        // Control changes become V4L2_EVENT_CTRL on this node's subscribers.
+        if let Handler::Subdev(h) = &node.handler {
+            if let Some(c) = h.controls() {
+                let me = Arc::downgrade(&node);
+                c.set_notify(Some(Arc::new(move |change| {
+                    if let Some(n) = me.upgrade() {
+                        n.queue_ctrl_change(change);
+                    }
+                })));
+            }
+        }
+        node
     }
 
     /// Unplug reached this node: in the strict profile every blocked call wakes with ENODEV;
@@ -123,12 +137,36 @@ impl Node {
     /// (dropping the oldest beyond the queue depth), completes a blocked DQEVENT, wakes pollers.
     #[allow(dead_code)] // the pipeline's FRAME_SYNC and statistics events call this
     pub fn queue_event(&self, type_: u32, id: u32, payload: &[u8]) {
+        self.queue_event_to(type_, id, payload, |_, _| true);
+    }
+
+    /// `send_event` of the control core: a `V4L2_EVENT_CTRL` to each handle subscribed to the
+    /// control, except the one that made the change unless it asked for feedback.
+    pub fn queue_ctrl_change(&self, change: Change) {
+        let Handler::Subdev(h) = &self.handler else {
+            return;
+        };
+        let Some((ev, _)) = h
+            .controls()
+            .and_then(|c| c.event(change.id, change.changes))
+        else {
+            return;
+        };
+        self.queue_event_to(V4L2_EVENT_CTRL, change.id, ev.as_bytes(), |fh, flags| {
+            change.origin != Some(fh) || flags & V4L2_EVENT_SUB_FL_ALLOW_FEEDBACK != 0
+        });
+    }
+
+    fn queue_event_to(&self, type_: u32, id: u32, payload: &[u8], to: impl Fn(u64, u32) -> bool) {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok();
         let mut woken = Vec::new();
         {
             let mut open = self.open.lock();
             for (fh, st) in open.iter_mut() {
-                if !st.subs.contains(&(type_, id)) {
+                let Some(&(flags, depth)) = st.subs.get(&(type_, id)) else {
+                    continue;
+                };
+                if !to(*fh, flags) {
                     continue;
                 }
                 let mut ev = v4l2_event::zeroed();
@@ -142,8 +180,22 @@ impl Node {
                     ev.timestamp.tv_sec = t.tv_sec();
                     ev.timestamp.tv_nsec = t.tv_nsec();
                 }
-                if st.events.len() >= st.depth.max(1) {
-                    st.events.pop_front();
+                // Each subscription has its own ring of `depth` events; a control event that
+                // overflows it merges the older one's changes (`ctrl_merge`).
+                let same = |e: &v4l2_event| e.type_ == type_ && e.id == id;
+                if st.events.iter().filter(|e| same(e)).count() >= depth.max(1) {
+                    if let Some(pos) = st.events.iter().position(same) {
+                        if let Some(old) = st.events.remove(pos) {
+                            if type_ == V4L2_EVENT_CTRL {
+                                let merged =
+                                    u32::from_ne_bytes(old.u[..4].try_into().unwrap_or_default())
+                                        | u32::from_ne_bytes(
+                                            ev.u[..4].try_into().unwrap_or_default(),
+                                        );
+                                ev.u[..4].copy_from_slice(&merged.to_ne_bytes());
+                            }
+                        }
+                    }
                 }
                 st.events.push_back(ev);
                 woken.push(*fh);
@@ -225,23 +277,46 @@ impl Node {
             return reply.error(Errno::EBADF);
         };
         if req.cmd == VIDIOC_SUBSCRIBE_EVENT {
-            match h.subscribe_event(&sub) {
-                Ok(depth) => {
-                    if !st.subs.contains(&(sub.type_, sub.id)) {
-                        st.subs.push((sub.type_, sub.id));
+            // Control events are the control core's (`v4l2_ctrl_subdev_subscribe_event`).
+            let controls = h.controls().filter(|_| sub.type_ == V4L2_EVENT_CTRL);
+            let (key, depth) = match &controls {
+                Some(c) => match c.resolve(sub.id) {
+                    Some(id) => ((V4L2_EVENT_CTRL, id), 1),
+                    None => return reply.error(Errno::EINVAL),
+                },
+                None => match h.subscribe_event(&sub) {
+                    Ok(depth) => ((sub.type_, sub.id), depth),
+                    Err(e) => return reply.error(e),
+                },
+            };
+            let fresh = !st.subs.contains_key(&key);
+            st.subs.insert(key, (sub.flags, depth));
+            drop(open);
+            // v4l2_ctrl_add_event: the current state, once, unless it is a class entry.
+            if let Some(c) =
+                controls.filter(|_| fresh && sub.flags & V4L2_EVENT_SUB_FL_SEND_INITIAL != 0)
+            {
+                if let Some((mut ev, false)) = c.event(key.1, CH_FLAGS) {
+                    if ev.flags & V4L2_CTRL_FLAG_WRITE_ONLY == 0 {
+                        ev.changes |= CH_VALUE;
                     }
-                    st.depth = depth;
-                    reply.done(0, &[])
+                    let fh = req.fh;
+                    self.queue_event_to(V4L2_EVENT_CTRL, key.1, ev.as_bytes(), |f, _| f == fh);
                 }
-                Err(e) => reply.error(e),
             }
+            reply.done(0, &[])
         } else {
             if sub.type_ == V4L2_EVENT_ALL {
                 st.subs.clear();
             } else {
-                st.subs.retain(|s| *s != (sub.type_, sub.id));
+                let id = match (sub.type_, h.controls()) {
+                    (V4L2_EVENT_CTRL, Some(c)) => c.resolve(sub.id).unwrap_or(sub.id),
+                    _ => sub.id,
+                };
+                st.subs.remove(&(sub.type_, id));
             }
-            st.events.retain(|e| st.subs.contains(&(e.type_, e.id)));
+            let subs = st.subs.clone();
+            st.events.retain(|e| subs.contains_key(&(e.type_, e.id)));
             reply.done(0, &[])
         }
     }
@@ -403,8 +478,7 @@ impl Device for Node {
                 _media: media,
                 // Ioctls do not see later fcntl() changes over CUSE: O_NONBLOCK is open()'s.
                 nonblock: flags & libc::O_NONBLOCK as u32 != 0,
-                subs: Vec::new(),
-                depth: 0,
+                subs: HashMap::new(),
                 events: VecDeque::new(),
                 sequence: 0,
             },
@@ -802,7 +876,7 @@ mod tests {
     }
 
     fn subdev_rig(name: &str, profile: crate::instance::ErrnoProfile) -> (Rig, Arc<Node>) {
-        subdev_rig_with(name, profile, 1, None)
+        subdev_rig_with(name, profile, 1, None, None)
     }
 
     fn subdev_rig_with(
@@ -810,6 +884,7 @@ mod tests {
         profile: crate::instance::ErrnoProfile,
         num_pads: usize,
         pads: Option<Arc<omap3isp::pads::SubdevPads>>,
+        controls: Option<Arc<media_graph::controls::Controls>>,
     ) -> (Rig, Arc<Node>) {
         let state = Arc::new(InstanceState::new(0, profile, Lifetime::Refcount));
         let audit = Audit::new();
@@ -824,6 +899,7 @@ mod tests {
             kernel_version: 0x060100,
             num_pads,
             pads,
+            controls,
         };
         let node = Node::new(
             "/dev/v4l-subdev2".into(),
@@ -970,6 +1046,7 @@ mod tests {
             crate::instance::ErrnoProfile::Mainline,
             3,
             Some(pads),
+            None,
         );
         let k = &r.k;
         let (a, b) = (k.open(libc::O_RDWR).unwrap(), k.open(libc::O_RDWR).unwrap());
@@ -1041,6 +1118,71 @@ mod tests {
         let (res, c) = ioctl_struct(k, &a, VIDIOC_SUBDEV_G_CROP, &c);
         assert_eq!(res, Ok(0));
         assert_eq!((c.rect.width, c.rect.height), (1296, 970));
+    }
+
+    #[test]
+    fn control_events_on_the_preview() {
+        use ioctl_abi::videodev2::*;
+        let controls = omap3isp::controls::preview();
+        let (r, _node) = subdev_rig_with(
+            "OMAP3 ISP preview",
+            crate::instance::ErrnoProfile::Mainline,
+            2,
+            None,
+            Some(controls),
+        );
+        let a = r.k.open(libc::O_RDWR | libc::O_NONBLOCK).unwrap();
+        let b = r.k.open(libc::O_RDWR | libc::O_NONBLOCK).unwrap();
+        let sub = |f: &InProcFile, id, flags| {
+            let mut sub = v4l2_event_subscription::zeroed();
+            sub.type_ = V4L2_EVENT_CTRL;
+            sub.id = id;
+            sub.flags = flags;
+            r.k.memory().map(0x2000, sub.as_bytes().to_vec());
+            f.ioctl(VIDIOC_SUBSCRIBE_EVENT, 0x2000)
+        };
+        let dq = |f: &InProcFile| {
+            r.k.memory().map(0x3000, vec![0; size_of::<v4l2_event>()]);
+            f.ioctl(VIDIOC_DQEVENT, 0x3000)?;
+            let ev = v4l2_event::read_from_bytes(&r.k.memory().region(0x3000).unwrap()).unwrap();
+            let ctrl =
+                v4l2_event_ctrl::read_from_bytes(&ev.u[..size_of::<v4l2_event_ctrl>()]).unwrap();
+            Ok::<_, Errno>((ev.id, ctrl.changes, { ctrl.value64 }))
+        };
+        let set = |f: &InProcFile, id, value| {
+            r.k.memory()
+                .map(0x4000, v4l2_control { id, value }.as_bytes().to_vec());
+            f.ioctl(VIDIOC_S_CTRL, 0x4000)
+        };
+        // No such control; the class entry subscribes but sends nothing initially.
+        assert_eq!(sub(&a, 0x0098_0999, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            sub(&a, V4L2_CID_USER_CLASS, V4L2_EVENT_SUB_FL_SEND_INITIAL),
+            Ok(0)
+        );
+        assert_eq!(dq(&a), Err(Errno::ENOENT));
+        // SEND_INITIAL: the current state at once.
+        assert_eq!(
+            sub(&a, V4L2_CID_CONTRAST, V4L2_EVENT_SUB_FL_SEND_INITIAL),
+            Ok(0)
+        );
+        assert_eq!(a.poll(libc::POLLPRI as u32), libc::POLLPRI as u32);
+        assert_eq!(dq(&a), Ok((V4L2_CID_CONTRAST, CH_VALUE | CH_FLAGS, 16)));
+        // A change by another handle reaches the subscriber; the changer hears nothing.
+        assert_eq!(sub(&b, V4L2_CID_CONTRAST, 0), Ok(0));
+        assert_eq!(set(&b, V4L2_CID_CONTRAST, 40), Ok(0));
+        assert_eq!(dq(&a), Ok((V4L2_CID_CONTRAST, CH_VALUE, 40)));
+        assert_eq!(dq(&b), Err(Errno::ENOENT));
+        // Two changes before a DQEVENT merge into one event with the latest value.
+        assert_eq!(set(&b, V4L2_CID_CONTRAST, 41), Ok(0));
+        assert_eq!(set(&b, V4L2_CID_CONTRAST, 42), Ok(0));
+        assert_eq!(dq(&a), Ok((V4L2_CID_CONTRAST, CH_VALUE, 42)));
+        assert_eq!(dq(&a), Err(Errno::ENOENT));
+        // Other event types are not the preview's.
+        assert_eq!(
+            subscribe(&r.k, &a, VIDIOC_SUBSCRIBE_EVENT, V4L2_EVENT_FRAME_SYNC, 0),
+            Err(Errno::EINVAL)
+        );
     }
 
     #[test]

@@ -582,6 +582,7 @@ impl NodeRegistrar for Registrar<'_> {
             kernel_version: self.daemon.kernel_version,
             num_pads: node.num_pads,
             pads: node.pads.clone(),
+            controls: node.controls.clone(),
         };
         self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))
     }

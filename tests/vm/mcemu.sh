@@ -23,8 +23,15 @@ expect_info() { # board hw_revision
   has_line "$1: v4l2-compliance counts the graph" "$out" "Entities: 16 Interfaces: 16 Pads: 22 Links: 32"
   has_line "$1: the media device section passes with 0 failures" "$out" \
     "Total for omap3isp device /dev/media0: 8, Succeeded: 8, Failed: 0, Warnings: 0"
-  n=$(grep -cE "^Total for device /dev/v4l-subdev[0-9]+: [0-9]+, Succeeded: [0-9]+, Failed: 0, Warnings: 0$" "$out")
-  if [ "$n" -eq 9 ]; then ok "$1: all 9 sub-device nodes pass"; else not_ok "$1: all 9 sub-device nodes pass" "$(grep '^Total for device' "$out")"; fi
+  n=$(grep -cE "^Total for device /dev/v4l-subdev[0-7]: [0-9]+, Succeeded: [0-9]+, Failed: 0, Warnings: 0$" "$out")
+  if [ "$n" -eq 8 ]; then ok "$1: all 8 ISP sub-device nodes pass"; else not_ok "$1: all 8 ISP sub-device nodes pass" "$(grep '^Total for device' "$out")"; fi
+  # The sensor drivers have controls but no V4L2_SUBDEV_FL_HAS_EVENTS, so v4l2-compliance's
+  # control-event test fails on them, as it does on the real hardware; everything else passes.
+  has_line "$1: the sensor node fails only the control-event test" "$out" \
+    "Total for device /dev/v4l-subdev8: 43, Succeeded: 42, Failed: 1, Warnings: 0"
+  sed -n '/^Compliance test for device \/dev\/v4l-subdev8/,/^Total for device \/dev\/v4l-subdev8/p' "$out" > /tmp/sensor-compliance.txt
+  has_line "$1: that test is VIDIOC_(UN)SUBSCRIBE_EVENT/DQEVENT" /tmp/sensor-compliance.txt "test VIDIOC_(UN)SUBSCRIBE_EVENT/DQEVENT: FAIL"
+  has_line "$1: the sensor's extended controls pass" /tmp/sensor-compliance.txt "test VIDIOC_G/S/TRY_EXT_CTRLS: OK"
 }
 
 check_graph() { # NAME [BOARD]: media-ctl -p prints the driver's graph (kernel version lines aside)
@@ -123,6 +130,25 @@ v4l2-ctl -d /dev/video6 --list-formats > /tmp/lf.txt 2>&1
 check "ENUM_FMT lists the 21 distinct pixel formats" test "$(grep -c "^[[:space:]]*\[[0-9]*\]:" /tmp/lf.txt)" -eq 21
 v4l2-ctl -d /dev/video2 --get-fmt-video > /tmp/vfmt.txt 2>&1
 has_line "a new handle starts at 720x480 (Linux 7.0)" /tmp/vfmt.txt "Width/Height      : 720/480"
+# Controls: the preview's brightness and contrast, the MT9P031's (v4l2-ctl through the control
+# framework's ioctls).
+v4l2-ctl -d /dev/v4l-subdev3 -l > /tmp/ctrls.txt 2>&1
+contains "preview: brightness 0..255, default 0" /tmp/ctrls.txt "brightness 0x00980900 (int)    : min=0 max=255 step=1 default=0"
+contains "preview: contrast 0..255, default 16" /tmp/ctrls.txt "contrast 0x00980901 (int)    : min=0 max=255 step=1 default=16"
+check "preview: --set-ctrl brightness=300" v4l2-ctl -d /dev/v4l-subdev3 --set-ctrl brightness=300,contrast=40
+v4l2-ctl -d /dev/v4l-subdev3 --get-ctrl brightness,contrast > /tmp/ctrls.txt 2>&1
+has_line "preview: brightness clamps to 255" /tmp/ctrls.txt "brightness: 255"
+has_line "preview: contrast set" /tmp/ctrls.txt "contrast: 40"
+check "mt9p031: gain 51 and a test pattern" v4l2-ctl -d /dev/v4l-subdev8 --set-ctrl gain=51,test_pattern=2
+v4l2-ctl -d /dev/v4l-subdev8 --get-ctrl gain,test_pattern,pixel_rate > /tmp/ctrls.txt 2>&1
+has_line "mt9p031: the driver rounds gain 51 to 50" /tmp/ctrls.txt "gain: 50"
+has_line "mt9p031: pixel rate 48 MHz" /tmp/ctrls.txt "pixel_rate: 48000000"
+v4l2-ctl -d /dev/v4l-subdev8 -l > /tmp/ctrls.txt 2>&1
+contains "mt9p031: a test pattern deactivates BLC auto" /tmp/ctrls.txt "blc_auto 0x00981902 (bool)   : default=1 value=1 flags=inactive"
+check "mt9p031: pixel_rate is read-only (EACCES)" sh -c \
+  'v4l2-ctl -d /dev/v4l-subdev8 --set-ctrl pixel_rate=5 2>&1 | grep -q "Permission denied"'
+check "the CCDC has no controls (v4l2-ctl -l lists none)" sh -c \
+  'out=$(v4l2-ctl -d /dev/v4l-subdev2 -l 2>&1) && test -z "$out"'
 check "media-ctl -r" media-ctl -d /dev/media0 -r
 check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt
@@ -147,6 +173,8 @@ media_ctl_fails "n900: CCP2 reads the sensor or memory, not both (EBUSY)" 16 '"O
 check "n900: media-ctl -r" media-ctl -d /dev/media0 -r
 check_graph "n900 after media-ctl -r" n900
 # The ET8EK8's mode table: codes, sizes and intervals in the order the driver's sort leaves them.
+v4l2-ctl -d /dev/v4l-subdev8 --get-ctrl pixel_rate > /tmp/ctrls.txt 2>&1
+has_line "n900: the pixel rate is 1 until a format is set (the driver computes it then)" /tmp/ctrls.txt "pixel_rate: 1"
 v4l2-ctl -d /dev/v4l-subdev8 --list-subdev-mbus-codes pad=0 > /tmp/codes.txt 2>&1
 check "n900: et8ek8 codes: SGRBG10 first, then DPCM8, no more" sh -c \
   'grep "MEDIA_BUS_FMT" /tmp/codes.txt | tr -d "\t" | tr "\n" " " | grep -qx "0x300a: MEDIA_BUS_FMT_SGRBG10_1X10 0x3009: MEDIA_BUS_FMT_SGRBG10_DPCM8_1X8 "'
@@ -159,6 +187,9 @@ has_line "n900: 1296x984 DPCM8 at 30 fps" /tmp/ivals.txt "Interval: 0.033s (30.0
 check "n900: media-ctl -V picks a mode by size and rate" media-ctl -d /dev/media0 -V '"et8ek8 3-003e":0 [fmt:SGRBG10_DPCM8_1X8/1280x960@1/30]'
 media-ctl -d /dev/media0 --get-v4l2 '"et8ek8 3-003e":0' > /tmp/sensor.txt
 contains "n900: the nearest mode, 1296x984 at 100/3000" /tmp/sensor.txt "[fmt:SGRBG10_DPCM8_1X8/1296x984@100/3000]"
+v4l2-ctl -d /dev/v4l-subdev8 --get-ctrl pixel_rate,exposure > /tmp/ctrls.txt 2>&1
+has_line "n900: the pixel rate follows the mode (1296x984 at 30 fps)" /tmp/ctrls.txt "pixel_rate: 39525632"
+has_line "n900: exposure defaults to the mode's maximum" /tmp/ctrls.txt "exposure: 1004"
 check "n900: a rate no mode of this size has is EINVAL" sh -c \
   'v4l2-ctl -d /dev/v4l-subdev8 --set-subdev-fps pad=0,fps=15 2>&1 | grep -q "S_FRAME_INTERVAL: failed: Invalid argument"'
 check "n900: media-ctl -l enables the sensor link" media-ctl -d /dev/media0 -l '"et8ek8 3-003e":0->"OMAP3 ISP CCP2":0[1]'

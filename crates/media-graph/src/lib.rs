@@ -12,6 +12,7 @@
 //! The Media Controller ioctls are one method each of [`MediaIoctls`], defaulting to ENOTTY.
 
 pub mod audit;
+pub mod controls;
 pub mod graph;
 pub mod v4l2;
 

@@ -77,6 +77,10 @@ pub trait SubdevIoctls: Send + Sync {
     fn subscribe_event(&self, _sub: &v4l2_event_subscription) -> Result<usize, Errno> {
         Err(Errno::ENOTTY)
     }
+    /// The node's control handler (`sd->ctrl_handler`); None: the control ioctls are ENOTTY.
+    fn controls(&self) -> Option<std::sync::Arc<crate::controls::Controls>> {
+        None
+    }
     /// A file handle was opened (the subdev `open` internal op: new TRY state) or closed.
     fn open(&self, _fh: u64) {}
     fn release(&self, _fh: u64) {}

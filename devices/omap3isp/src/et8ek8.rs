@@ -8,9 +8,11 @@
 //! picks. [`kernel_sort`] reproduces the current lib/sort.c so the emulation sees the same.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use ioctl_abi::subdev::*;
 use ioctl_abi::videodev2::*;
+use media_graph::controls::Controls;
 use nix::errno::Errno;
 
 use crate::pads::{rect, Block, PadState};
@@ -185,6 +187,8 @@ fn avg_fps((num, den): (u32, u32)) -> Option<u32> {
 pub struct Et8ek8Pads {
     /// Streaming modes in the order the driver's sort left them.
     modes: Vec<Mode>,
+    /// Exposure range and pixel rate follow the ACTIVE mode.
+    controls: Arc<Controls>,
 }
 
 impl Default for Et8ek8Pads {
@@ -201,9 +205,13 @@ impl Et8ek8Pads {
     pub fn new() -> Self {
         let mut lists = REGLISTS.to_vec();
         kernel_sort(&mut lists, reglist_cmp);
-        Self {
-            modes: lists.into_iter().filter(|l| l.is_mode).collect(),
-        }
+        let modes: Vec<Mode> = lists.into_iter().filter(|l| l.is_mode).collect();
+        let controls = crate::controls::et8ek8(modes[0].max_exp);
+        Self { modes, controls }
+    }
+
+    pub fn controls(&self) -> Arc<Controls> {
+        self.controls.clone()
     }
 
     pub fn modes(&self) -> &[Mode] {
@@ -273,6 +281,16 @@ impl Block for Et8ek8Pads {
         st.mode = self.find_mode_fmt(fmt);
         self.try_fmt(st, pad, fmt);
         st.fmt[pad] = *fmt;
+    }
+    /// `et8ek8_update_controls` after an ACTIVE format or frame interval: the exposure range
+    /// of the mode (default its maximum) and its pixel rate.
+    fn active_set(&self, st: &PadState) {
+        let mode = &self.modes[st.mode];
+        let max = mode.max_exp as i64;
+        self.controls.with(|c| {
+            c.modify_range(V4L2_CID_EXPOSURE, 1, max, 1, max);
+            c.set_value(V4L2_CID_PIXEL_RATE, Self::pixel_rate(mode));
+        });
     }
     /// `et8ek8_enum_mbus_code`: distinct codes in table order, at most four.
     fn enum_mbus_code(&self, _st: &PadState, _pad: usize, index: u32) -> Result<u32, Errno> {

@@ -5,6 +5,7 @@ use ioctl_abi::videodev2::*;
 use std::sync::Arc;
 
 use ioctl_abi::subdev::*;
+use media_graph::controls::Controls;
 use media_graph::SubdevIoctls;
 
 use crate::pads::SubdevPads;
@@ -16,9 +17,10 @@ pub struct IspSubdev {
     pub name: String,
     pub kernel_version: u32,
     pub num_pads: usize,
-    /// The block's pad operations; None where the driver has none (statistics) or they are
-    /// not emulated yet (resizer, sensors).
+    /// The block's pad operations; None where the driver has none (statistics).
     pub pads: Option<Arc<SubdevPads>>,
+    /// The control handler, where the driver has controls (preview, sensors).
+    pub controls: Option<Arc<Controls>>,
 }
 
 /// `OMAP3ISP_CCDC_NEVENTS`, `STAT_NEVENTS`: per-handle event queue depths.
@@ -62,8 +64,14 @@ impl SubdevIoctls for IspSubdev {
         Ok(cap)
     }
 
+    /// The CCDC and statistics engines queue their own events; Linux 7.0 also gives the
+    /// preview engine `HAS_EVENTS` so its controls send control events.
     fn has_events(&self) -> bool {
-        self.event().is_some()
+        self.event().is_some() || (self.name == "OMAP3 ISP preview" && self.controls.is_some())
+    }
+
+    fn controls(&self) -> Option<Arc<Controls>> {
+        self.controls.clone()
     }
 
     fn open(&self, fh: u64) {
@@ -171,7 +179,7 @@ impl SubdevIoctls for IspSubdev {
         let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
         self.check(V4L2_SUBDEV_FORMAT_ACTIVE, f.pad)?;
         f.interval = pads
-            .with(fh, V4L2_SUBDEV_FORMAT_ACTIVE, |b, st| {
+            .with_set(fh, V4L2_SUBDEV_FORMAT_ACTIVE, |b, st| {
                 b.set_frame_interval(st, f.interval)
             })?
             .ok_or(Errno::ENOTTY)??;
@@ -192,7 +200,7 @@ impl SubdevIoctls for IspSubdev {
         f.reserved = [0; 8];
         f.format.reserved = [0; 10];
         let mut m = f.format;
-        pads.with(fh, f.which, |b, st| b.set_fmt(st, f.pad as usize, &mut m))?;
+        pads.with_set(fh, f.which, |b, st| b.set_fmt(st, f.pad as usize, &mut m))?;
         f.format = m;
         Ok(f)
     }
@@ -235,7 +243,14 @@ impl SubdevIoctls for IspSubdev {
 
     /// `ccdc_subscribe_event` (FRAME_SYNC, id 0) and `omap3isp_stat_subscribe_event`.
     fn subscribe_event(&self, sub: &v4l2_event_subscription) -> Result<usize, Errno> {
-        let (ty, depth) = self.event().ok_or(Errno::ENOTTY)?;
+        let Some((ty, depth)) = self.event() else {
+            // Control events only (the event core handles V4L2_EVENT_CTRL itself).
+            return Err(if self.has_events() {
+                Errno::EINVAL
+            } else {
+                Errno::ENOTTY
+            });
+        };
         if sub.type_ != ty || (ty == V4L2_EVENT_FRAME_SYNC && sub.id != 0) {
             return Err(Errno::EINVAL);
         }
@@ -254,6 +269,7 @@ mod tests {
             kernel_version: 0x060100,
             num_pads: 3,
             pads: None,
+            controls: None,
         };
         assert_eq!(s.querycap().unwrap().version, 0x060100);
         let mut sub = v4l2_event_subscription::zeroed();
@@ -269,8 +285,16 @@ mod tests {
             kernel_version: 0x060100,
             num_pads: 2,
             pads: None,
+            controls: None,
         };
-        assert!(!p.has_events());
+        assert!(!p.has_events(), "no events without the control handler");
         assert_eq!(p.subscribe_event(&sub), Err(Errno::ENOTTY));
+        let p = IspSubdev {
+            controls: Some(crate::controls::preview()),
+            ..p
+        };
+        assert!(p.has_events(), "Linux 7.0: control events on the preview");
+        sub.type_ = V4L2_EVENT_FRAME_SYNC;
+        assert_eq!(p.subscribe_event(&sub), Err(Errno::EINVAL));
     }
 }

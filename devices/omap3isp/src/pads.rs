@@ -334,6 +334,9 @@ pub trait Block: Send + Sync {
     ) -> Option<Result<[u32; 4], Errno>> {
         None
     }
+    /// Called after a format or frame interval was set on the ACTIVE state (drivers that
+    /// derive control values from the mode update them here).
+    fn active_set(&self, _st: &PadState) {}
     /// `enum_frame_interval` for a code and size; None: the block has no frame interval
     /// operations (`ENOTTY`, as on every ISP block and the MT9P031).
     fn enum_frame_interval(
@@ -871,8 +874,33 @@ impl SubdevPads {
         which: u32,
         f: impl FnOnce(&dyn Block, &mut PadState) -> R,
     ) -> Result<R, Errno> {
+        self.run(fh, which, false, f)
+    }
+
+    /// Like [`Self::with`] for a set operation: the block hears of ACTIVE changes.
+    pub fn with_set<R>(
+        &self,
+        fh: u64,
+        which: u32,
+        f: impl FnOnce(&dyn Block, &mut PadState) -> R,
+    ) -> Result<R, Errno> {
+        self.run(fh, which, true, f)
+    }
+
+    fn run<R>(
+        &self,
+        fh: u64,
+        which: u32,
+        set: bool,
+        f: impl FnOnce(&dyn Block, &mut PadState) -> R,
+    ) -> Result<R, Errno> {
         if which == V4L2_SUBDEV_FORMAT_ACTIVE {
-            return Ok(f(&*self.block, &mut self.active.lock()));
+            let mut st = self.active.lock();
+            let r = f(&*self.block, &mut st);
+            if set {
+                self.block.active_set(&st);
+            }
+            return Ok(r);
         }
         let mut t = self.try_state.lock();
         let st = t.entry(fh).or_insert_with(|| self.block.init());

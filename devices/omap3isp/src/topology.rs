@@ -37,6 +37,8 @@ pub struct SubdevInfo {
     pub num_pads: usize,
     /// The block's pad formats, where emulated.
     pub pads: Option<Arc<SubdevPads>>,
+    /// The block's controls, where the driver has some.
+    pub controls: Option<Arc<media_graph::controls::Controls>>,
 }
 
 /// Creates device nodes as the graph is built; returns the node's (major, minor).
@@ -111,8 +113,16 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             name: name.into(),
             num_pads: pads.len(),
             pads: model,
+            controls: None,
         });
         entity
+    }
+
+    /// Gives a sub-device its control handler.
+    fn controls(&mut self, entity: u32, controls: Arc<media_graph::controls::Controls>) {
+        if let Some(sd) = self.subdevs.iter_mut().find(|sd| sd.entity == entity) {
+            sd.controls = Some(controls);
+        }
     }
 
     /// `omap3isp_video_register`: entity, pad, device node, interface, interface link.
@@ -220,6 +230,7 @@ pub fn build<R: NodeRegistrar>(
             max_in_width: board.preview_max_in_width(),
         })),
     );
+    b.controls(preview, crate::controls::preview());
     let preview_in = b.video("preview", false, 0)?;
     let preview_out = b.video("preview", true, 0)?;
     let resizer = b.subdev(
@@ -269,17 +280,25 @@ pub fn build<R: NodeRegistrar>(
     b.link((ccdc, 2), (hist, 0), fixed)?;
 
     // The async notifier binds the sensor; isp_link_entity() links its first source pad.
-    let sensor_pads: Option<Box<dyn Block>> = match board {
-        Board::BeagleboardXm => Some(Box::new(crate::pads::Mt9p031Pads)),
-        Board::N900 => Some(Box::new(crate::et8ek8::Et8ek8Pads::new())),
+    let (sensor_pads, sensor_controls): (Box<dyn Block>, _) = match board {
+        Board::BeagleboardXm => (
+            Box::new(crate::pads::Mt9p031Pads),
+            crate::controls::mt9p031(),
+        ),
+        Board::N900 => {
+            let et = crate::et8ek8::Et8ek8Pads::new();
+            let controls = et.controls();
+            (Box::new(et), controls)
+        }
     };
     let sensor = b.subdev(
         board.sensor(),
         MEDIA_ENT_F_CAM_SENSOR,
         &[O],
         None,
-        sensor_pads,
+        Some(sensor_pads),
     );
+    b.controls(sensor, sensor_controls);
     match board {
         Board::BeagleboardXm => b.link((sensor, 0), (ccdc, 0), 0)?,
         Board::N900 => b.link((sensor, 0), (ccp2, 0), 0)?,
