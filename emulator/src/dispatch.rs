@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use cuse::{Errno, IoctlRound, ReplyIoctl};
 use ioctl_abi::media::*;
+use ioctl_abi::omap3isp::BASE_VIDIOC_PRIVATE;
 use ioctl_abi::subdev::*;
 use ioctl_abi::videodev2::*;
-use ioctl_abi::{ioc_dir, ioc_size, IOC_READ, IOC_WRITE};
+use ioctl_abi::{ioc_dir, ioc_nr, ioc_size, ioc_type, IOC_READ, IOC_WRITE};
 use media_graph::controls::{Controls, ExtOp};
 use media_graph::{MediaIoctls, SubdevIoctls, VideoIoctls};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -305,6 +306,34 @@ fn ext_ctrls(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIo
     reply.finish(round, result.map(|_| 0), outputs);
 }
 
+/// A driver-private ioctl: `video_usercopy` moves `_IOC_SIZE` bytes in and (on success) out as
+/// the command's direction says; the driver's `core.ioctl` sees them.
+fn private(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+    let req = *round.request();
+    let (size, dir) = (ioc_size(req.cmd), ioc_dir(req.cmd));
+    let mut arg = vec![0u8; size];
+    if dir & IOC_WRITE != 0 {
+        match round.input(req.arg, size) {
+            Ok(Some(b)) => arg.copy_from_slice(&b),
+            Ok(None) => {}
+            Err(e) => return reply.error(e),
+        }
+    }
+    if dir & IOC_READ != 0 {
+        round.output(req.arg, size);
+    }
+    if !round.is_complete() {
+        return reply.retry_round(round);
+    }
+    let result = st.mid().and_then(|h| h.private_ioctl(req.cmd, &mut arg));
+    st.reply();
+    match result {
+        Ok(r) if dir & IOC_READ != 0 => reply.finish(round, Ok(r), &[&arg]),
+        Ok(r) => reply.finish(round, Ok(r), &[]),
+        Err(e) => reply.error(e),
+    }
+}
+
 /// `/dev/v4l-subdevN`, as `subdev_do_ioctl` routes the pad operations.
 pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
     let fh = round.request().fh;
@@ -377,6 +406,9 @@ pub fn subdev(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyI
                 c.rect = sel.r;
                 Ok((0, c))
             })
+        }
+        cmd if ioc_type(cmd) == b'V' && ioc_nr(cmd) >= BASE_VIDIOC_PRIVATE => {
+            private(st, round, reply)
         }
         _ => reply.error(Errno::ENOTTY),
     }

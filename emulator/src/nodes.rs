@@ -900,6 +900,7 @@ mod tests {
             num_pads,
             pads,
             controls,
+            stat: None,
         };
         let node = Node::new(
             "/dev/v4l-subdev2".into(),

@@ -108,8 +108,29 @@ impl Daemon {
         format!("{:.3}", self.started.elapsed().as_secs_f64())
     }
 
+    /// Nodes of an unplugged instance that nobody holds close within [`cuse::LINGER`]; until
+    /// then their names are taken. The kernel frees a devnode at its last release, so a rebind
+    /// right after an unbind reuses the numbers: wait for such nodes (never for nodes a client
+    /// still holds open, which keep their numbers as on Linux).
+    fn settle_released_nodes(&self) {
+        let deadline = std::time::Instant::now() + cuse::LINGER * 5;
+        while std::time::Instant::now() < deadline {
+            let lingering = self.instances.lock().iter().any(|i| {
+                i.state.is_unplugged()
+                    && i.nodes
+                        .iter()
+                        .any(|n| n.handle.open_handles() == 0 && !n.handle.is_closed())
+            });
+            if !lingering {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Probe: a fresh instance with its graph, nodes and media device.
     fn plug(&self) -> Result<u32, ServeError> {
+        self.settle_released_nodes();
         let id = self.instances.lock().len() as u32;
         let state = Arc::new(InstanceState::new(
             id,
@@ -583,6 +604,7 @@ impl NodeRegistrar for Registrar<'_> {
             num_pads: node.num_pads,
             pads: node.pads.clone(),
             controls: node.controls.clone(),
+            stat: node.stat.clone(),
         };
         self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))
     }

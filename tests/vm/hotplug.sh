@@ -10,14 +10,7 @@ run_client() { # NAME ARGS...: runs hotplug-client against a fresh daemon, folds
   pid=$!
   if ! mcemu ctl status --wait 30 >/dev/null; then not_ok "$name: daemon ready"; kill $pid; return; fi
   hotplug-client "$@" > /tmp/client-$name.log 2>&1
-  sed "s/^\(not \)\{0,1\}ok - /&$name: /" /tmp/client-$name.log | grep -v "passed, .* failed$"
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' /tmp/client-$name.log | tail -n1)
-  if [ -n "$line" ]; then
-    PASSED=$((PASSED + ${line%% *}))
-    FAILED=$((FAILED + $(echo "$line" | cut -d' ' -f3)))
-  else
-    not_ok "$name: the client ended without a summary" "$(tail -n 20 /tmp/client-$name.log)"
-  fi
+  fold_results "$name" /tmp/client-$name.log
   kill -TERM $pid; wait $pid
   check "$name: daemon exits cleanly after the scenario" test $? -eq 0
 }

@@ -149,6 +149,9 @@ check "mt9p031: pixel_rate is read-only (EACCES)" sh -c \
   'v4l2-ctl -d /dev/v4l-subdev8 --set-ctrl pixel_rate=5 2>&1 | grep -q "Permission denied"'
 check "the CCDC has no controls (v4l2-ctl -l lists none)" sh -c \
   'out=$(v4l2-ctl -d /dev/v4l-subdev2 -l 2>&1) && test -z "$out"'
+# The statistics engines' private ioctls, as a 3A loop issues them before streaming.
+isp-stat-client > /tmp/stat.log 2>&1
+fold_results "stat ioctls" /tmp/stat.log
 check "media-ctl -r" media-ctl -d /dev/media0 -r
 check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt

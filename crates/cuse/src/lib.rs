@@ -23,5 +23,5 @@ pub use memory::{ClientMemory, ProcessMemory, SimMemory};
 pub use nix::errno::Errno;
 pub use reply::{InterruptHandle, ReplyData, ReplyIoctl, ReplyWrite};
 pub use session::{
-    Context, Device, DeviceInfo, Notifier, Session, SessionError, SessionHandle, Transport,
+    Context, Device, DeviceInfo, Notifier, Session, SessionError, SessionHandle, Transport, LINGER,
 };

@@ -81,6 +81,11 @@ pub trait SubdevIoctls: Send + Sync {
     fn controls(&self) -> Option<std::sync::Arc<crate::controls::Controls>> {
         None
     }
+    /// A driver-private ioctl (`core.ioctl`): the argument bytes as `video_usercopy` copied
+    /// them in (size and direction from the command), written back on success.
+    fn private_ioctl(&self, _cmd: u32, _arg: &mut [u8]) -> Result<i32, Errno> {
+        Err(Errno::ENOTTY)
+    }
     /// A file handle was opened (the subdev `open` internal op: new TRY state) or closed.
     fn open(&self, _fh: u64) {}
     fn release(&self, _fh: u64) {}

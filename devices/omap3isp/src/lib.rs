@@ -7,6 +7,7 @@ pub mod et8ek8;
 pub mod links;
 pub mod nodes;
 pub mod pads;
+pub mod stat;
 pub mod topology;
 pub mod video;
 

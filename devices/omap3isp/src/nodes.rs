@@ -21,6 +21,8 @@ pub struct IspSubdev {
     pub pads: Option<Arc<SubdevPads>>,
     /// The control handler, where the driver has controls (preview, sensors).
     pub controls: Option<Arc<Controls>>,
+    /// The statistics engines' private ioctls (AEWB, AF, histogram).
+    pub stat: Option<Arc<crate::stat::Stat>>,
 }
 
 /// `OMAP3ISP_CCDC_NEVENTS`, `STAT_NEVENTS`: per-handle event queue depths.
@@ -72,6 +74,11 @@ impl SubdevIoctls for IspSubdev {
 
     fn controls(&self) -> Option<Arc<Controls>> {
         self.controls.clone()
+    }
+
+    /// `core.ioctl`: the statistics engines' private ioctls.
+    fn private_ioctl(&self, cmd: u32, arg: &mut [u8]) -> Result<i32, Errno> {
+        self.stat.as_ref().ok_or(Errno::ENOTTY)?.ioctl(cmd, arg)
     }
 
     fn open(&self, fh: u64) {
@@ -270,6 +277,7 @@ mod tests {
             num_pads: 3,
             pads: None,
             controls: None,
+            stat: None,
         };
         assert_eq!(s.querycap().unwrap().version, 0x060100);
         let mut sub = v4l2_event_subscription::zeroed();
@@ -286,6 +294,7 @@ mod tests {
             num_pads: 2,
             pads: None,
             controls: None,
+            stat: None,
         };
         assert!(!p.has_events(), "no events without the control handler");
         assert_eq!(p.subscribe_event(&sub), Err(Errno::ENOTTY));

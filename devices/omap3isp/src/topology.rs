@@ -39,6 +39,8 @@ pub struct SubdevInfo {
     pub pads: Option<Arc<SubdevPads>>,
     /// The block's controls, where the driver has some.
     pub controls: Option<Arc<media_graph::controls::Controls>>,
+    /// A statistics engine's private-ioctl state.
+    pub stat: Option<Arc<crate::stat::Stat>>,
 }
 
 /// Creates device nodes as the graph is built; returns the node's (major, minor).
@@ -114,6 +116,7 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             num_pads: pads.len(),
             pads: model,
             controls: None,
+            stat: crate::stat::Engine::of(name).map(|e| Arc::new(crate::stat::Stat::new(e))),
         });
         entity
     }

@@ -1,0 +1,205 @@
+//! The statistics engines' private ioctls against a running `mcemu serve` (default graph):
+//!
+//!   isp-stat-client [AEWB_NODE AF_NODE HIST_NODE CCDC_NODE]
+//!
+//! The ioctls a 3A loop issues before streaming: configure, enable, request, with the driver's
+//! corrections and errnos. Prints TAP-like lines; exits 1 on a failure.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use ioctl_abi::omap3isp::*;
+use mcemu_tests::{expect, Report};
+use nix::errno::Errno;
+use zerocopy::IntoBytes;
+
+fn open(path: &str) -> OwnedFd {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    // SAFETY: open() returned a new descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// ioctl(2) with `arg` as the argument buffer (its size is the command's).
+fn ioctl<T: IntoBytes + zerocopy::FromBytes>(
+    fd: &OwnedFd,
+    cmd: u32,
+    arg: &mut T,
+) -> Result<(), Errno> {
+    assert_eq!(ioctl_abi::ioc_size(cmd), core::mem::size_of::<T>());
+    // SAFETY: `arg` is a live, writable value of exactly the size the command encodes.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg.as_mut_bytes().as_mut_ptr()) };
+    Errno::result(r).map(|_| ())
+}
+
+fn errno(r: Result<(), Errno>, want: Errno) -> Result<(), String> {
+    expect(r == Err(want), || format!("got {r:?}, want {want}"))
+}
+
+fn aewb_config() -> omap3isp_h3a_aewb_config {
+    let mut c = omap3isp_h3a_aewb_config::zeroed();
+    c.saturation_limit = 1023;
+    c.win_height = 16;
+    c.win_width = 16;
+    c.ver_win_count = 8;
+    c.hor_win_count = 8;
+    c.blk_ver_win_start = 130;
+    c.blk_win_height = 2;
+    c.subsample_ver_inc = 2;
+    c.subsample_hor_inc = 2;
+    c
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let node = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.into());
+    let (aewb, af, hist, ccdc) = (
+        open(&node(0, "/dev/v4l-subdev5")),
+        open(&node(1, "/dev/v4l-subdev6")),
+        open(&node(2, "/dev/v4l-subdev7")),
+        open(&node(3, "/dev/v4l-subdev2")),
+    );
+    let mut r = Report::default();
+
+    let mut on = 1u64;
+    r.check(
+        "AEWB: STAT_EN before any configuration is EINVAL",
+        errno(
+            ioctl(&aewb, VIDIOC_OMAP3ISP_STAT_EN, &mut on),
+            Errno::EINVAL,
+        ),
+    );
+    let mut c = aewb_config();
+    c.win_width = 17;
+    r.check(
+        "AEWB_CFG: an odd window width is EINVAL",
+        errno(
+            ioctl(&aewb, VIDIOC_OMAP3ISP_AEWB_CFG, &mut c),
+            Errno::EINVAL,
+        ),
+    );
+    let mut c = aewb_config();
+    r.check(
+        "AEWB_CFG: a valid configuration",
+        ioctl(&aewb, VIDIOC_OMAP3ISP_AEWB_CFG, &mut c).map_err(|e| e.to_string()),
+    );
+    r.check(
+        "AEWB_CFG: buf_size raised to (9 x 8 windows + 9) x 16 bytes",
+        expect({ c.buf_size } == 1296, || {
+            format!("buf_size {}", { c.buf_size })
+        }),
+    );
+    r.check(
+        "AEWB_CFG: config_counter 1 tags this configuration's data",
+        expect({ c.config_counter } == 1, || {
+            format!("config_counter {}", { c.config_counter })
+        }),
+    );
+    let mut data = omap3isp_stat_data::zeroed();
+    r.check(
+        "STAT_REQ on a disabled engine is EINVAL",
+        errno(
+            ioctl(&aewb, VIDIOC_OMAP3ISP_STAT_REQ, &mut data),
+            Errno::EINVAL,
+        ),
+    );
+    r.check(
+        "STAT_EN 1 once configured",
+        ioctl(&aewb, VIDIOC_OMAP3ISP_STAT_EN, &mut on).map_err(|e| e.to_string()),
+    );
+    r.check(
+        "STAT_REQ before a frame enabled the engine is still EINVAL",
+        errno(
+            ioctl(&aewb, VIDIOC_OMAP3ISP_STAT_REQ, &mut data),
+            Errno::EINVAL,
+        ),
+    );
+    let mut big = aewb_config();
+    big.ver_win_count = 128;
+    big.hor_win_count = 36;
+    r.check(
+        "AEWB_CFG needing bigger buffers while enabled is EBUSY",
+        errno(
+            ioctl(&aewb, VIDIOC_OMAP3ISP_AEWB_CFG, &mut big),
+            Errno::EBUSY,
+        ),
+    );
+    let mut off = 0u64;
+    r.check(
+        "STAT_EN 0, then the bigger configuration",
+        ioctl(&aewb, VIDIOC_OMAP3ISP_STAT_EN, &mut off)
+            .and_then(|_| ioctl(&aewb, VIDIOC_OMAP3ISP_AEWB_CFG, &mut big))
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                expect(
+                    ({ big.buf_size }, { big.config_counter }) == (83600, 2),
+                    || {
+                        format!("buf_size {} counter {}", { big.buf_size }, {
+                            big.config_counter
+                        })
+                    },
+                )
+            }),
+    );
+    let mut afc = omap3isp_h3a_af_config::zeroed();
+    r.check(
+        "AF_CFG on the AEWB node is ENOTTY",
+        errno(
+            ioctl(&aewb, VIDIOC_OMAP3ISP_AF_CFG, &mut afc),
+            Errno::ENOTTY,
+        ),
+    );
+    afc.paxel.h_cnt = 4;
+    afc.paxel.v_cnt = 4;
+    afc.paxel.width = 16;
+    afc.paxel.height = 2;
+    afc.paxel.line_inc = 2;
+    afc.paxel.h_start = 1;
+    afc.iir.coeff_set0[3] = 4096;
+    r.check(
+        "AF_CFG: an IIR coefficient above 4095 is EINVAL",
+        errno(ioctl(&af, VIDIOC_OMAP3ISP_AF_CFG, &mut afc), Errno::EINVAL),
+    );
+    afc.iir.coeff_set0[3] = 4095;
+    r.check(
+        "AF_CFG: 4 x 4 paxels of 48 bytes",
+        ioctl(&af, VIDIOC_OMAP3ISP_AF_CFG, &mut afc)
+            .map_err(|e| e.to_string())
+            .and_then(|_| expect({ afc.buf_size } == 768, || format!("{}", { afc.buf_size }))),
+    );
+    let mut h = omap3isp_hist_config::zeroed();
+    h.num_regions = 1;
+    h.hist_bins = 3; // 256 bins
+    h.region[0].h_end = 639;
+    h.region[0].v_end = 479;
+    r.check(
+        "HIST_CFG: 256 bins, one region; num_acc_frames 0 comes back as 1",
+        ioctl(&hist, VIDIOC_OMAP3ISP_HIST_CFG, &mut h)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                expect(({ h.buf_size }, h.num_acc_frames) == (4096, 1), || {
+                    format!("buf_size {} acc {}", { h.buf_size }, h.num_acc_frames)
+                })
+            }),
+    );
+    h.num_regions = 2;
+    r.check(
+        "HIST_CFG: 256 bins need a single region (EINVAL)",
+        errno(
+            ioctl(&hist, VIDIOC_OMAP3ISP_HIST_CFG, &mut h),
+            Errno::EINVAL,
+        ),
+    );
+    let mut c = aewb_config();
+    r.check(
+        "the CCDC has no statistics ioctls (ENOTTY)",
+        errno(
+            ioctl(&ccdc, VIDIOC_OMAP3ISP_AEWB_CFG, &mut c),
+            Errno::ENOTTY,
+        ),
+    );
+    std::process::exit(r.finish());
+}
