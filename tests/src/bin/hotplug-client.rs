@@ -178,6 +178,37 @@ fn blocked_dqevent(fd: &OwnedFd) -> (std::thread::JoinHandle<Result<(), Errno>>,
     (h, tid)
 }
 
+/// VIDIOC_G_CTRL of the brightness control.
+fn g_brightness(fd: &OwnedFd) -> Result<i32, Errno> {
+    let mut c = ioctl_abi::videodev2::v4l2_control {
+        id: ioctl_abi::videodev2::V4L2_CID_BRIGHTNESS,
+        value: 0,
+    };
+    // SAFETY: `c` is a live struct of the size the command encodes.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            ioctl_abi::videodev2::VIDIOC_G_CTRL as _,
+            &mut c,
+        )
+    };
+    Errno::result(r).map(|_| c.value)
+}
+
+/// VIDIOC_OMAP3ISP_STAT_EN 1.
+fn stat_en(fd: &OwnedFd) -> Result<(), Errno> {
+    let mut on: u64 = 1;
+    // SAFETY: `on` is the unsigned long the command encodes.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            ioctl_abi::omap3isp::VIDIOC_OMAP3ISP_STAT_EN as _,
+            &mut on,
+        )
+    };
+    Errno::result(r).map(|_| ())
+}
+
 fn errnos(profile: &str, r: &mut Report) {
     let media_errno = if profile == "mainline" {
         Errno::EIO
@@ -189,6 +220,20 @@ fn errnos(profile: &str, r: &mut Report) {
     let m = open(&media).expect("open media");
     let v = open(&video).expect("open video");
     let s = open(&subdev).expect("open subdev");
+    // The preview's controls and the AEWB engine's private ioctls go the same way.
+    let (preview, aewb) = (
+        open(&subdevs[3]).expect("open preview"),
+        open(&subdevs[5]).expect("open AEWB"),
+    );
+    r.check(
+        "before unplug: G_CTRL on the preview, STAT_EN on the unconfigured AEWB (EINVAL)",
+        {
+            let (c, e) = (g_brightness(&preview), stat_en(&aewb));
+            expect(c.is_ok() && e == Err(Errno::EINVAL), || {
+                format!("{c:?} {e:?}")
+            })
+        },
+    );
     let (dq, dq_tid) = blocked_dqevent(&s);
     r.check("ioctls work before unplug", {
         expect(
@@ -228,6 +273,13 @@ fn errnos(profile: &str, r: &mut Report) {
             format!("{a:?} {b:?}")
         })
     });
+    r.check("control and private ioctls after unplug: ENODEV", {
+        let (c, e) = (g_brightness(&preview), stat_en(&aewb));
+        expect(c == Err(Errno::ENODEV) && e == Err(Errno::ENODEV), || {
+            format!("{c:?} {e:?}")
+        })
+    });
+    drop((preview, aewb));
     r.check("read after unplug: EINVAL (no read op)", {
         let (a, b) = (read(&m), read(&v));
         expect(a == Err(Errno::EINVAL) && b == Err(Errno::EINVAL), || {
