@@ -602,7 +602,7 @@ impl Controls {
             for (c, &k) in items.iter_mut().zip(&idx) {
                 let ctrl = &set.ctrls[k];
                 let v = if is_default { ctrl.def.def } else { ctrl.cur };
-                put_value(c, &ctrl.def, v);
+                put_value(c, ctrl.def.ty, v);
             }
             return Ok(());
         }
@@ -625,9 +625,9 @@ impl Controls {
                 if set_op && d.flags & V4L2_CTRL_FLAG_GRABBED != 0 {
                     return Err(Errno::EBUSY);
                 }
-                let mut v = get_value(c, d);
+                let mut v = get_value(c, d.ty);
                 validate(d, &mut v)?;
-                put_value(c, d, v);
+                put_value(c, d.ty, v);
             }
             Ok(())
         })();
@@ -637,13 +637,13 @@ impl Controls {
             }
             return Err(e);
         }
+        // The values in `items` are validated now; commit them one control at a time.
         for (i, (c, &k)) in items.iter_mut().zip(&idx).enumerate() {
             cs.error_idx = i as u32;
-            let d = set.ctrls[k].def.clone();
-            let mut v = get_value(c, &d);
-            validate(&d, &mut v)?;
+            let ty = set.ctrls[k].def.ty;
+            let mut v = get_value(c, ty);
             self.commit(&mut set, k, &mut v, set_op, fh)?;
-            put_value(c, &d, v);
+            put_value(c, ty, v);
         }
         Ok(())
     }
@@ -651,9 +651,9 @@ impl Controls {
 
 /// The value of an extended control as the core reads it: `value64` for 64-bit controls, the
 /// `value` half of the union otherwise.
-fn get_value(c: &v4l2_ext_control, d: &CtrlDef) -> i64 {
+fn get_value(c: &v4l2_ext_control, ty: u32) -> i64 {
     let raw = c.value64;
-    if d.ty == V4L2_CTRL_TYPE_INTEGER64 {
+    if ty == V4L2_CTRL_TYPE_INTEGER64 {
         raw
     } else {
         raw as i32 as i64
@@ -661,8 +661,8 @@ fn get_value(c: &v4l2_ext_control, d: &CtrlDef) -> i64 {
 }
 
 /// Writes a value back; for 32-bit controls only the `value` half of the union changes.
-fn put_value(c: &mut v4l2_ext_control, d: &CtrlDef, v: i64) {
-    if d.ty == V4L2_CTRL_TYPE_INTEGER64 {
+fn put_value(c: &mut v4l2_ext_control, ty: u32, v: i64) {
+    if ty == V4L2_CTRL_TYPE_INTEGER64 {
         c.value64 = v;
     } else {
         let raw = c.value64;

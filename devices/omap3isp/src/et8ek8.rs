@@ -241,6 +241,14 @@ impl Et8ek8Pads {
         best_match.or(best_other).map_or(0, |(i, _)| i)
     }
 
+    /// `et8ek8_reglist_to_mbus`: size and code from a mode, the rest of `fmt` untouched.
+    fn apply_mode(&self, mode: usize, fmt: &mut v4l2_mbus_framefmt) {
+        let m = &self.modes[mode];
+        fmt.code = m.code;
+        fmt.width = m.window_width;
+        fmt.height = m.window_height;
+    }
+
     /// `et8ek8_update_controls`: the pixel rate the driver reports for a mode (the stock N900
     /// kernel's per-line average).
     pub fn pixel_rate(mode: &Mode) -> i64 {
@@ -272,14 +280,11 @@ impl Block for Et8ek8Pads {
     /// `et8ek8_set_pad_format`: size and code come from the nearest mode; every other field is
     /// the caller's, stored as given.
     fn try_fmt(&self, _st: &PadState, _pad: usize, fmt: &mut v4l2_mbus_framefmt) {
-        let mode = &self.modes[self.find_mode_fmt(fmt)];
-        fmt.code = mode.code;
-        fmt.width = mode.window_width;
-        fmt.height = mode.window_height;
+        self.apply_mode(self.find_mode_fmt(fmt), fmt);
     }
     fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
         st.mode = self.find_mode_fmt(fmt);
-        self.try_fmt(st, pad, fmt);
+        self.apply_mode(st.mode, fmt);
         st.fmt[pad] = *fmt;
     }
     /// `et8ek8_update_controls` after an ACTIVE format or frame interval: the exposure range

@@ -45,6 +45,14 @@ impl IspSubdev {
 }
 
 impl IspSubdev {
+    /// The pad operations of a block with selections (ENOTTY for the others).
+    fn selection_pads(&self) -> Result<&Arc<SubdevPads>, Errno> {
+        self.pads
+            .as_ref()
+            .filter(|p| p.block().has_selection())
+            .ok_or(Errno::ENOTTY)
+    }
+
     /// The subdev core's `check_which` and `check_pad`.
     fn check(&self, which: u32, pad: u32) -> Result<(), Errno> {
         if which != V4L2_SUBDEV_FORMAT_TRY && which != V4L2_SUBDEV_FORMAT_ACTIVE {
@@ -217,11 +225,7 @@ impl SubdevIoctls for IspSubdev {
         fh: u64,
         mut s: v4l2_subdev_selection,
     ) -> Result<v4l2_subdev_selection, Errno> {
-        let pads = self
-            .pads
-            .as_ref()
-            .filter(|p| p.block().has_selection())
-            .ok_or(Errno::ENOTTY)?;
+        let pads = self.selection_pads()?;
         self.check(s.which, s.pad)?;
         s.reserved = [0; 8];
         s.r = pads.with(fh, s.which, |b, st| {
@@ -235,11 +239,7 @@ impl SubdevIoctls for IspSubdev {
         fh: u64,
         mut s: v4l2_subdev_selection,
     ) -> Result<v4l2_subdev_selection, Errno> {
-        let pads = self
-            .pads
-            .as_ref()
-            .filter(|p| p.block().has_selection())
-            .ok_or(Errno::ENOTTY)?;
+        let pads = self.selection_pads()?;
         self.check(s.which, s.pad)?;
         s.reserved = [0; 8];
         s.r = pads.with(fh, s.which, |b, st| {

@@ -261,7 +261,8 @@ impl Stat {
     /// `omap3isp_stat_config`: validate (correcting `buf_size`), make sure the five buffers are
     /// big enough (growing them is EBUSY unless the engine is disabled), store the parameters
     /// and report the configuration counter that will tag their data.
-    fn config(&self, user_buf_size: u32, key: Vec<u8>) -> Result<u16, Errno> {
+    /// Returns the counter and whether the parameters were new (`set_params` took them).
+    fn config(&self, user_buf_size: u32, key: Vec<u8>) -> Result<(u16, bool), Errno> {
         let mut s = self.inner.lock();
         let alloc = match self.engine {
             Engine::Aewb | Engine::Af => {
@@ -282,12 +283,13 @@ impl Stat {
             }
             s.buf_alloc_size = alloc;
         }
-        if !s.configured || s.current.as_ref() != Some(&key) {
+        let new = !s.configured || s.current.as_ref() != Some(&key);
+        if new {
             s.current = Some(key);
             s.inc_config += 1;
         }
         s.configured = true;
-        Ok((s.config_counter + s.inc_config) as u16)
+        Ok(((s.config_counter + s.inc_config) as u16, new))
     }
 
     /// `omap3isp_stat_enable`: a never-configured engine cannot be enabled; enabling takes
@@ -331,23 +333,23 @@ impl Stat {
             (Engine::Aewb, VIDIOC_OMAP3ISP_AEWB_CFG) => {
                 with(arg, |c: &mut omap3isp_h3a_aewb_config| {
                     aewb_validate(c)?;
-                    c.config_counter = self.config(c.buf_size, aewb_key(c))?;
+                    c.config_counter = self.config(c.buf_size, aewb_key(c))?.0;
                     Ok(())
                 })
             }
             (Engine::Af, VIDIOC_OMAP3ISP_AF_CFG) => with(arg, |c: &mut omap3isp_h3a_af_config| {
                 af_validate(c)?;
-                c.config_counter = self.config(c.buf_size, af_key(c))?;
+                c.config_counter = self.config(c.buf_size, af_key(c))?.0;
                 Ok(())
             }),
             (Engine::Hist, VIDIOC_OMAP3ISP_HIST_CFG) => {
                 with(arg, |c: &mut omap3isp_hist_config| {
                     hist_validate(c)?;
-                    let before = self.inner.lock().inc_config;
-                    c.config_counter = self.config(c.buf_size, hist_key(c))?;
+                    let (counter, new) = self.config(c.buf_size, hist_key(c))?;
+                    c.config_counter = counter;
                     // hist_set_params writes num_acc_frames 0 back as 1 when it takes a
                     // new configuration (the stored copy keeps 0).
-                    if self.inner.lock().inc_config != before && c.num_acc_frames == 0 {
+                    if new && c.num_acc_frames == 0 {
                         c.num_acc_frames = 1;
                     }
                     Ok(())
