@@ -12,4 +12,4 @@ ensure_packages() {
   apt-get install -y -qq "${missing[@]}" >&2
 }
 # The packages the VM harness and the suites use.
-VM_PACKAGES=(qemu-system-x86 busybox-static cpio kmod v4l-utils yavta)
+VM_PACKAGES=(qemu-system-x86 busybox-static cpio kmod v4l-utils yavta gstreamer1.0-tools gstreamer1.0-plugins-good)

@@ -245,6 +245,35 @@ pub fn video(st: &dyn Stages<Video>, round: &mut IoctlRound<'_>, reply: ReplyIoc
         VIDIOC_S_PARM => fixed(round, reply, st, |h: &Video, p| {
             h.s_parm(fh, p).map(|p| (0, p))
         }),
+        VIDIOC_REQBUFS => fixed(round, reply, st, |h: &Video, r| {
+            h.reqbufs(fh, r).map(|r| (0, r))
+        }),
+        VIDIOC_CREATE_BUFS => fixed(round, reply, st, |h: &Video, c| {
+            h.create_bufs(fh, c).map(|c| (0, c))
+        }),
+        VIDIOC_QUERYBUF => fixed(round, reply, st, |h: &Video, b| {
+            h.querybuf(fh, b).map(|b| (0, b))
+        }),
+        VIDIOC_QBUF | VIDIOC_PREPARE_BUF => {
+            let memory = round.memory().map(crate::nodes::user_memory);
+            let cmd = round.request().cmd;
+            fixed(round, reply, st, |h: &Video, b| {
+                let r = if cmd == VIDIOC_QBUF {
+                    h.qbuf(fh, b, memory)
+                } else {
+                    h.prepare_buf(fh, b, memory)
+                };
+                r.map(|b| (0, b))
+            })
+        }
+        VIDIOC_STREAMON => fixed(round, reply, st, |h: &Video, t: u32| {
+            h.streamon(fh, t).map(|_| (0, t))
+        }),
+        VIDIOC_STREAMOFF => fixed(round, reply, st, |h: &Video, t: u32| {
+            h.streamoff(fh, t).map(|_| (0, t))
+        }),
+        // CUSE cannot hand a file descriptor to the client, so there is no DMABUF export.
+        VIDIOC_EXPBUF => reply.error(Errno::ENOTTY),
         _ => reply.error(Errno::ENOTTY),
     }
 }

@@ -15,11 +15,12 @@ use std::collections::VecDeque;
 
 use cuse::{ClientMemory, Context, Device, Errno, IoctlRequest, IoctlRound, Notifier, ReplyIoctl};
 use ioctl_abi::videodev2::{
-    v4l2_event, v4l2_event_subscription, V4L2_CTRL_FLAG_WRITE_ONLY, V4L2_EVENT_ALL,
+    v4l2_buffer, v4l2_event, v4l2_event_subscription, V4L2_CTRL_FLAG_WRITE_ONLY, V4L2_EVENT_ALL,
     V4L2_EVENT_CTRL, V4L2_EVENT_SUB_FL_ALLOW_FEEDBACK, V4L2_EVENT_SUB_FL_SEND_INITIAL,
-    VIDIOC_DQEVENT, VIDIOC_SUBSCRIBE_EVENT, VIDIOC_UNSUBSCRIBE_EVENT,
+    VIDIOC_DQBUF, VIDIOC_DQEVENT, VIDIOC_SUBSCRIBE_EVENT, VIDIOC_UNSUBSCRIBE_EVENT,
 };
 use media_graph::controls::{Change, CH_FLAGS, CH_VALUE};
+use media_graph::vb2::UserMemory;
 use media_graph::{MediaDevice, MediaFh, MediaIoctls, SubdevIoctls, VideoIoctls};
 use parking_lot::Mutex;
 use zerocopy::IntoBytes;
@@ -27,6 +28,23 @@ use zerocopy::IntoBytes;
 use crate::breakpoints::{Breakpoints, Stage};
 use crate::dispatch::{self, Stages};
 use crate::instance::{CallGuard, InstanceState, Lifetime, NodeKind, UafEvent};
+
+/// A client's address space as the buffer queues see it: reachable for the process's life.
+struct ProcessBuffers(Arc<dyn ClientMemory>);
+
+impl UserMemory for ProcessBuffers {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        self.0.read(addr, len)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.0.write(addr, data)
+    }
+}
+
+/// Where a USERPTR buffer queued by this caller is written.
+pub fn user_memory(m: Arc<dyn ClientMemory>) -> Arc<dyn UserMemory> {
+    Arc::new(ProcessBuffers(m.process()))
+}
 
 /// What a node answers ioctls with.
 pub enum Handler {
@@ -81,6 +99,8 @@ pub struct Node {
     open: Mutex<HashMap<u64, FhState>>,
     /// Blocking VIDIOC_DQEVENT calls waiting for an event, by file handle.
     parked: Mutex<Vec<(u64, ReplyIoctl)>>,
+    /// Blocking VIDIOC_DQBUF calls waiting for a buffer: handle, the caller's struct, reply.
+    parked_dq: Mutex<Vec<(u64, v4l2_buffer, ReplyIoctl)>>,
     notifier: Mutex<Option<Notifier>>,
 }
 
@@ -106,8 +126,18 @@ impl Node {
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
             parked: Mutex::new(Vec::new()),
+            parked_dq: Mutex::new(Vec::new()),
             notifier: Mutex::new(None),
         });
+        // A buffer queue changed: wake pollers and parked DQBUFs of that handle.
+        if let Handler::Video(h) = &node.handler {
+            let me = Arc::downgrade(&node);
+            h.set_notify(Arc::new(move |fh| {
+                if let Some(n) = me.upgrade() {
+                    n.queue_changed(fh);
+                }
+            }));
+        }
         // Control changes become V4L2_EVENT_CTRL on this node's subscribers.
         if let Handler::Subdev(h) = &node.handler {
             if let Some(c) = h.controls() {
@@ -124,18 +154,88 @@ impl Node {
 
     /// Unplug reached this node: in the strict profile every blocked call wakes with ENODEV;
     /// otherwise a blocked VIDIOC_DQEVENT keeps blocking, as on Linux today.
+    /// Streaming stops and queues are released (`vb2_video_unregister_device`), which wakes a
+    /// blocked VIDIOC_DQBUF with EINVAL.
     pub fn unplugged(&self) {
         if self.state.profile == crate::instance::ErrnoProfile::Strict {
             let parked: Vec<_> = self.parked.lock().drain(..).collect();
             for (_, r) in parked {
                 r.error(Errno::ENODEV);
             }
+            let parked: Vec<_> = self.parked_dq.lock().drain(..).collect();
+            for (_, _, r) in parked {
+                r.error(Errno::ENODEV);
+            }
         }
+        if let Handler::Video(h) = &self.handler {
+            h.unplugged();
+        }
+    }
+
+    /// The driver completed a buffer or cancelled the queue of `fh`: parked DQBUFs try again
+    /// (the first one that gets a result is answered), pollers are woken.
+    fn queue_changed(&self, fh: u64) {
+        if let Handler::Video(h) = &self.handler {
+            let mut parked = self.parked_dq.lock();
+            if let Some(pos) = parked.iter().position(|(f, _, _)| *f == fh) {
+                let b = parked[pos].1;
+                let r = h.dqbuf(fh, b, false);
+                if !r.would_block {
+                    let (_, _, reply) = parked.remove(pos);
+                    drop(parked);
+                    match r.result {
+                        Ok(b) => reply.done(0, b.as_bytes()),
+                        Err(e) => reply.error(e),
+                    }
+                }
+            }
+        }
+        if let Some(n) = self.notifier.lock().as_ref() {
+            n.wake(fh);
+        }
+    }
+
+    /// VIDIOC_DQBUF: answered at once, or parked until a buffer is done, the queue is
+    /// cancelled, a signal, or (strict profile) unplug. A second blocking DQBUF on the same
+    /// handle gets EBUSY, as vb2's `waiting_in_dqbuf` gives.
+    fn dqbuf_ioctl(&self, h: &dyn VideoIoctls, round: &mut IoctlRound<'_>, reply: ReplyIoctl) {
+        let req = *round.request();
+        let b: v4l2_buffer = match round.inout_struct(req.arg) {
+            Ok(Some(v)) => v,
+            Ok(None) => return reply.retry_round(round),
+            Err(e) => return reply.error(e),
+        };
+        let nonblock = self.open.lock().get(&req.fh).is_some_and(|s| s.nonblock);
+        let mut parked = self.parked_dq.lock();
+        let r = h.dqbuf(req.fh, b, nonblock);
+        if !r.would_block {
+            drop(parked);
+            return match r.result {
+                Ok(b) => reply.done(0, b.as_bytes()),
+                Err(e) => reply.error(e),
+            };
+        }
+        if parked.iter().any(|(f, _, _)| *f == req.fh) {
+            return reply.error(Errno::EBUSY);
+        }
+        let unique = reply.unique();
+        let handle = reply.interrupt_handle();
+        parked.push((req.fh, b, reply));
+        drop(parked);
+        let me = self.me.clone();
+        handle.on_interrupt(move || {
+            let Some(node) = me.upgrade() else { return };
+            let mut parked = node.parked_dq.lock();
+            if let Some(pos) = parked.iter().position(|(_, _, r)| r.unique() == unique) {
+                let (_, _, r) = parked.remove(pos);
+                drop(parked);
+                r.error(Errno::EINTR);
+            }
+        });
     }
 
     /// `v4l2_event_queue_fh` for every handle subscribed to (`type_`, `id`): appends the event
     /// (dropping the oldest beyond the queue depth), completes a blocked DQEVENT, wakes pollers.
-    #[allow(dead_code)] // the pipeline's FRAME_SYNC and statistics events call this
     pub fn queue_event(&self, type_: u32, id: u32, payload: &[u8]) {
         self.queue_event_to(type_, id, payload, |_, _| true);
     }
@@ -363,6 +463,20 @@ impl Node {
             return reply.error(e);
         }
         let mut round = IoctlRound::new(req, memory);
+        if let Handler::Video(h) = &self.handler {
+            if req.cmd == VIDIOC_DQBUF {
+                // Like any call, DQBUF reaches the driver's objects at stage "mid".
+                let st = CallStages {
+                    node: self,
+                    cmd: req.cmd,
+                    pid,
+                };
+                if let Err(e) = st.device() {
+                    return reply.error(e);
+                }
+                return self.dqbuf_ioctl(&**h, &mut round, reply);
+            }
+        }
         if let Handler::Subdev(h) = &self.handler {
             if matches!(
                 req.cmd,
@@ -488,6 +602,7 @@ impl Device for Node {
 
     fn release(&self, fh: u64) {
         self.parked.lock().retain(|(f, _)| *f != fh);
+        self.parked_dq.lock().retain(|(f, _, _)| *f != fh);
         match &self.handler {
             Handler::Subdev(h) => h.release(fh),
             Handler::Video(h) => h.release(fh),
@@ -520,9 +635,12 @@ impl Device for Node {
                     .is_some_and(|s| !s.events.is_empty());
                 Ok(if pending { libc::POLLPRI as u32 } else { 0 })
             }
-            // DEFAULT_POLLMASK, as media_poll() answers without a poll op; video nodes get the
-            // vb2 rules with streaming.
-            _ => Ok((libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32),
+            // vb2_poll: the handle's queue.
+            Handler::Video(h) => Ok(h.poll(fh)),
+            // DEFAULT_POLLMASK, as media_poll() answers without a poll op.
+            Handler::Media => {
+                Ok((libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32)
+            }
         }
     }
 

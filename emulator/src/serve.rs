@@ -161,6 +161,7 @@ impl Daemon {
             state: state.clone(),
             log: log.clone(),
             nodes: Vec::new(),
+            runtime: None,
         };
         // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
         let built = omap3isp::topology::build(self.cfg.board, &media, &mut reg).and_then(|_| {
@@ -528,6 +529,7 @@ struct Registrar<'a> {
     state: Arc<InstanceState>,
     log: Arc<Mutex<Vec<String>>>,
     nodes: Vec<NodeEntry>,
+    runtime: Option<Arc<omap3isp::pipeline::Runtime>>,
 }
 
 impl Registrar<'_> {
@@ -586,6 +588,7 @@ impl NodeRegistrar for Registrar<'_> {
     type Error = ServeError;
 
     fn register_video(&mut self, node: &VideoNodeInfo) -> Result<(u32, u32), ServeError> {
+        self.runtime = Some(node.pads.clone());
         let h = IspVideo::new(
             node.name.clone(),
             node.capture,
@@ -594,7 +597,7 @@ impl NodeRegistrar for Registrar<'_> {
             Arc::downgrade(&self.dev),
             node.pads.clone(),
         );
-        self.node("video", "video", Handler::Video(Arc::new(h)))
+        self.node("video", "video", Handler::Video(h))
     }
 
     fn register_subdev(&mut self, node: &SubdevInfo) -> Result<(u32, u32), ServeError> {
@@ -606,7 +609,23 @@ impl NodeRegistrar for Registrar<'_> {
             controls: node.controls.clone(),
             stat: node.stat.clone(),
         };
-        self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))
+        let numbers = self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))?;
+        if node.name == "OMAP3 ISP CCDC" {
+            // The CCDC's FRAME_SYNC events come from the pipeline's frame starts.
+            let ccdc = self.nodes.last().map(|n| n.node.clone());
+            if let (Some(rt), Some(ccdc)) = (&self.runtime, ccdc) {
+                rt.set_frame_sync(Some(Arc::new(move |frame| {
+                    if let Some(n) = ccdc.upgrade() {
+                        n.queue_event(
+                            ioctl_abi::videodev2::V4L2_EVENT_FRAME_SYNC,
+                            0,
+                            &frame.to_ne_bytes(),
+                        );
+                    }
+                })));
+            }
+        }
+        Ok(numbers)
     }
 }
 

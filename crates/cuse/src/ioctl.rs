@@ -90,6 +90,12 @@ impl<'a> IoctlRound<'a> {
         &self.req
     }
 
+    /// The caller's memory, for handlers that keep a client address beyond this call
+    /// (USERPTR buffers).
+    pub fn memory(&self) -> Option<Arc<dyn ClientMemory>> {
+        self.memory.clone()
+    }
+
     fn iov_count(&self) -> usize {
         self.in_iovs.len()
             + self

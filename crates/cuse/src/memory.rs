@@ -17,6 +17,9 @@ pub const MAX_SIDE_TRANSFER: usize = 64 << 20;
 pub trait ClientMemory: Send + Sync {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno>;
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
+    /// The same address space, reachable for as long as the process lives rather than the
+    /// calling thread (to write into a buffer later, from another thread).
+    fn process(&self) -> Arc<dyn ClientMemory>;
 }
 
 /// The memory of a real process, reached with `process_vm_readv`/`process_vm_writev`.
@@ -45,7 +48,22 @@ fn check_len(len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+/// The thread group of a thread id, from `/proc/<tid>/status`.
+fn tgid_of(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 impl ClientMemory for ProcessMemory {
+    fn process(&self) -> Arc<dyn ClientMemory> {
+        Arc::new(ProcessMemory {
+            pid: tgid_of(self.pid).unwrap_or(self.pid),
+        })
+    }
+
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         check_len(len)?;
         let mut out = vec![0u8; len];
@@ -135,6 +153,10 @@ impl SimMemory {
 }
 
 impl ClientMemory for SimMemory {
+    fn process(&self) -> Arc<dyn ClientMemory> {
+        Arc::new(self.clone())
+    }
+
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         check_len(len)?;
         self.with_range(addr, len, |b| b.to_vec())

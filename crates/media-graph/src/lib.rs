@@ -15,6 +15,7 @@ pub mod audit;
 pub mod controls;
 pub mod graph;
 pub mod v4l2;
+pub mod vb2;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -6,11 +6,19 @@ use ioctl_abi::subdev::{
     v4l2_subdev_frame_interval_enum, v4l2_subdev_frame_size_enum, v4l2_subdev_mbus_code_enum,
     v4l2_subdev_selection,
 };
+use std::sync::Arc;
+
 use ioctl_abi::videodev2::{
-    v4l2_capability, v4l2_event_subscription, v4l2_fmtdesc, v4l2_format, v4l2_input, v4l2_output,
-    v4l2_streamparm,
+    v4l2_buffer, v4l2_capability, v4l2_create_buffers, v4l2_event_subscription, v4l2_fmtdesc,
+    v4l2_format, v4l2_input, v4l2_output, v4l2_requestbuffers, v4l2_streamparm,
 };
 use nix::errno::Errno;
+
+use crate::vb2::{DqResult, UserMemory};
+
+/// Called with a file handle whose buffer queue changed (a buffer is done, the queue was
+/// cancelled): the node wakes pollers and parked DQBUFs of that handle.
+pub type QueueNotify = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// `/dev/videoN`. Per-handle state is keyed by the file handle number `fh`.
 pub trait VideoIoctls: Send + Sync {
@@ -61,6 +69,53 @@ pub trait VideoIoctls: Send + Sync {
     fn s_parm(&self, _fh: u64, _p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
         Err(Errno::ENOTTY)
     }
+    fn reqbufs(&self, _fh: u64, _r: v4l2_requestbuffers) -> Result<v4l2_requestbuffers, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn create_bufs(&self, _fh: u64, _c: v4l2_create_buffers) -> Result<v4l2_create_buffers, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn querybuf(&self, _fh: u64, _b: v4l2_buffer) -> Result<v4l2_buffer, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    /// `memory`: the caller's address space, for USERPTR buffers.
+    fn prepare_buf(
+        &self,
+        _fh: u64,
+        _b: v4l2_buffer,
+        _memory: Option<Arc<dyn UserMemory>>,
+    ) -> Result<v4l2_buffer, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn qbuf(
+        &self,
+        _fh: u64,
+        _b: v4l2_buffer,
+        _memory: Option<Arc<dyn UserMemory>>,
+    ) -> Result<v4l2_buffer, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    /// Never waits: a blocking DQBUF with nothing done comes back with `would_block`.
+    fn dqbuf(&self, _fh: u64, _b: v4l2_buffer, _nonblocking: bool) -> DqResult {
+        DqResult {
+            result: Err(Errno::ENOTTY),
+            would_block: false,
+        }
+    }
+    fn streamon(&self, _fh: u64, _type: u32) -> Result<(), Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn streamoff(&self, _fh: u64, _type: u32) -> Result<(), Errno> {
+        Err(Errno::ENOTTY)
+    }
+    /// The node's poll mask for `fh` (DEFAULT_POLLMASK without a queue).
+    fn poll(&self, _fh: u64) -> u32 {
+        (libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32
+    }
+    fn set_notify(&self, _notify: QueueNotify) {}
+    /// The device is being unregistered: streaming stops and every queue is released, as
+    /// `vb2_video_unregister_device` does.
+    fn unplugged(&self) {}
 }
 
 /// `/dev/v4l-subdevN`.

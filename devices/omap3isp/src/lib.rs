@@ -4,9 +4,11 @@
 
 pub mod controls;
 pub mod et8ek8;
+pub mod frames;
 pub mod links;
 pub mod nodes;
 pub mod pads;
+pub mod pipeline;
 pub mod stat;
 pub mod topology;
 pub mod video;
@@ -56,6 +58,15 @@ impl Board {
         match self {
             Board::BeagleboardXm => 4096,
             Board::N900 => 3300,
+        }
+    }
+
+    /// The L3 interconnect clock (`ISP_CLK_L3_ICK`) the pixel rate limit derives from: 166 MHz
+    /// on OMAP34xx, 200 MHz on DM37xx (TRM operating points; not read from a running board).
+    pub fn l3_ick(self) -> i64 {
+        match self {
+            Board::BeagleboardXm => 200_000_000,
+            Board::N900 => 166_000_000,
         }
     }
 

@@ -907,6 +907,11 @@ impl SubdevPads {
         Ok(f(&*self.block, st))
     }
 
+    /// A copy of the ACTIVE state (what the hardware is programmed with).
+    pub fn active_state(&self) -> PadState {
+        self.active.lock().clone()
+    }
+
     /// The ACTIVE format of a pad (for link validation and the video nodes).
     pub fn active_format(&self, pad: usize) -> Option<v4l2_mbus_framefmt> {
         self.active.lock().fmt.get(pad).copied()

@@ -67,6 +67,8 @@ pub struct Isp {
     pub video_nodes: Vec<VideoNodeInfo>,
     pub subdevs: Vec<SubdevInfo>,
     pub sensor: u32,
+    /// Pads, controls and pipelines at run time.
+    pub runtime: Arc<crate::pipeline::Runtime>,
 }
 
 /// The ISP functions of Linux 7.0 ("omap3isp: v4l2-compliance fixes"); legacy ENUM_ENTITIES still
@@ -108,7 +110,7 @@ impl<R: NodeRegistrar> Builder<'_, R> {
         });
         let model = model.map(SubdevPads::new);
         if let Some(m) = &model {
-            self.registry.lock().insert(entity, m.clone());
+            self.registry.pads.lock().insert(entity, m.clone());
         }
         self.subdevs.push(SubdevInfo {
             entity,
@@ -123,6 +125,10 @@ impl<R: NodeRegistrar> Builder<'_, R> {
 
     /// Gives a sub-device its control handler.
     fn controls(&mut self, entity: u32, controls: Arc<media_graph::controls::Controls>) {
+        self.registry
+            .controls
+            .lock()
+            .insert(entity, controls.clone());
         if let Some(sd) = self.subdevs.iter_mut().find(|sd| sd.entity == entity) {
             sd.controls = Some(controls);
         }
@@ -181,7 +187,7 @@ pub fn build<R: NodeRegistrar>(
     let mut b = Builder {
         dev,
         reg,
-        registry: Default::default(),
+        registry: crate::pipeline::Runtime::new(board),
         video_nodes: Vec::new(),
         subdevs: Vec::new(),
     };
@@ -314,6 +320,10 @@ pub fn build<R: NodeRegistrar>(
             .add_devnode_interface(sd.entity, MEDIA_INTF_T_V4L_SUBDEV, major, minor)?;
     }
 
+    // Links touching a started pipeline are EBUSY.
+    let rt = Arc::downgrade(&b.registry);
+    dev.set_busy_check(Arc::new(move |e| rt.upgrade().is_some_and(|r| r.busy(e))));
+
     Ok(Isp {
         blocks: IspBlocks {
             ccp2: ccp2_ops,
@@ -322,6 +332,7 @@ pub fn build<R: NodeRegistrar>(
             preview: preview_ops,
             resizer: resizer_ops,
         },
+        runtime: b.registry.clone(),
         video_nodes: b.video_nodes,
         subdevs: b.subdevs,
         sensor,

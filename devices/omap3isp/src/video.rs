@@ -1,6 +1,7 @@
 //! The ISP's video nodes (ispvideo.c, with the Linux 7.0 compliance fixes, omap3isp.md §3, §8):
-//! QUERYCAP, formats per file handle, priority, the single input or output, and the output
-//! nodes' frame interval.
+//! QUERYCAP, formats per file handle, priority, the single input or output, the output nodes'
+//! frame interval, and streaming: a videobuf2 queue per file handle, STREAMON with the driver's
+//! checks in its order, and the pipeline's frames delivered into the streaming handle's buffers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -8,14 +9,17 @@ use std::sync::{Arc, Weak};
 use ioctl_abi::set_cstr;
 use ioctl_abi::subdev::v4l2_mbus_framefmt;
 use ioctl_abi::videodev2::*;
+use media_graph::v4l2::QueueNotify;
+use media_graph::vb2::{ActiveBuffer, Buffer, DqResult, Queue, UserMemory};
 use media_graph::{MediaDevice, VideoIoctls};
 use nix::errno::Errno;
 use parking_lot::Mutex;
 
-use crate::pads::{format_info, SubdevPads, FORMATS};
+use crate::pads::{format_info, FORMATS};
+use crate::pipeline::{Pipeline, Runtime};
 
-/// Block pad models by entity id, filled as the graph is built.
-pub type PadsRegistry = Arc<Mutex<HashMap<u32, Arc<SubdevPads>>>>;
+/// The instance's ISP state, shared by its nodes (pads, controls, pipelines).
+pub type PadsRegistry = Arc<Runtime>;
 
 /// `ISP_VIDEO_DRIVER_NAME`.
 pub const VIDEO_DRIVER: &str = "ispvideo";
@@ -57,6 +61,14 @@ struct Handle {
     fmt: v4l2_pix_format,
     prio: u32,
     timeperframe: v4l2_fract,
+    queue: Queue,
+}
+
+/// The handle whose queue streams (`video->queue`), and its pipeline.
+struct Stream {
+    fh: u64,
+    pipe: Arc<Pipeline>,
+    fmt: v4l2_pix_format,
 }
 
 pub struct IspVideo {
@@ -67,8 +79,14 @@ pub struct IspVideo {
     pub dev: Weak<MediaDevice>,
     pub pads: PadsRegistry,
     pub bpl: BplRules,
+    /// `capture_mem`: bounds the buffer count (omap3isp.md §3.3).
+    capture_mem: u32,
     handles: Mutex<HashMap<u64, Handle>>,
+    stream: Mutex<Option<Stream>>,
+    notify: Mutex<Option<QueueNotify>>,
 }
+
+const PAGE_SIZE: u32 = 4096;
 
 fn v4l2_type(capture: bool) -> u32 {
     if capture {
@@ -114,9 +132,15 @@ impl IspVideo {
         entity: u32,
         dev: Weak<MediaDevice>,
         pads: PadsRegistry,
-    ) -> Self {
+    ) -> Arc<Self> {
         let bpl = BplRules::for_node(&name);
-        Self {
+        let capture_mem = if name.contains("preview") || name.contains("resizer") {
+            96 << 20
+        } else {
+            48 << 20
+        };
+        let rt = pads.clone();
+        let v = Arc::new(Self {
             name,
             capture,
             kernel_version,
@@ -124,8 +148,95 @@ impl IspVideo {
             dev,
             pads,
             bpl,
+            capture_mem,
             handles: Mutex::new(HashMap::new()),
+            stream: Mutex::new(None),
+            notify: Mutex::new(None),
+        });
+        rt.add_video(entity, Arc::downgrade(&v));
+        v
+    }
+
+    fn notify(&self, fh: u64) {
+        let n = self.notify.lock().clone();
+        if let Some(n) = n {
+            n(fh);
         }
+    }
+
+    /// The streaming handle's oldest queued buffer, with the format to write it in.
+    pub(crate) fn next_buffer(&self) -> Option<(u64, ActiveBuffer, v4l2_pix_format, u32)> {
+        let (fh, fmt) = {
+            let s = self.stream.lock();
+            let s = s.as_ref()?;
+            (s.fh, s.fmt)
+        };
+        let h = self.handles.lock();
+        let a = h.get(&fh)?.queue.next_active()?;
+        Some((fh, a, fmt, fmt.field))
+    }
+
+    /// `omap3isp_video_buffer_next`: the buffer is done (or failed), the handle is woken.
+    pub(crate) fn complete(
+        &self,
+        fh: u64,
+        a: &ActiveBuffer,
+        error: bool,
+        timestamp_ns: u64,
+        sequence: u32,
+        field: u32,
+    ) {
+        let done = {
+            let mut h = self.handles.lock();
+            h.get_mut(&fh)
+                .is_some_and(|h| h.queue.buffer_done(a, error, timestamp_ns, sequence, field))
+        };
+        if done {
+            self.notify(fh);
+        }
+    }
+
+    /// `isp_video_check_format`: the handle's format must be what the connected pad gives.
+    fn check_format(&self, fmt: &v4l2_pix_format) -> Result<(), Errno> {
+        let m = self.remote_format()?;
+        let want = self.mbus_to_pix(&m, fmt.bytesperline);
+        let same = want.pixelformat == fmt.pixelformat
+            && want.width == fmt.width
+            && want.height == fmt.height
+            && want.bytesperline == fmt.bytesperline
+            && want.sizeimage == fmt.sizeimage
+            && want.field == fmt.field;
+        if same {
+            Ok(())
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    /// `queue_setup`: one plane of the handle's sizeimage, as many buffers as capture_mem holds.
+    fn setup(&self, size: u32, count: &mut u32) -> Result<u32, Errno> {
+        if size == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let page_aligned = size.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+        *count = (*count).min(self.capture_mem / page_aligned.max(1));
+        Ok(size)
+    }
+
+    /// STREAMOFF's work, also run at close and at unplug: the pipeline stops (its frame thread
+    /// is waited for) before the queue is cancelled.
+    fn stop_streaming(&self, fh: u64) -> bool {
+        let s = {
+            let mut st = self.stream.lock();
+            if st.as_ref().is_some_and(|s| s.fh == fh) {
+                st.take()
+            } else {
+                None
+            }
+        };
+        let Some(s) = s else { return false };
+        self.pads.pipeline_stop(&s.pipe);
+        true
     }
 
     /// `vdev->device_caps` (Linux 7.0: with V4L2_CAP_IO_MC).
@@ -195,6 +306,7 @@ impl IspVideo {
         let remote = dev.graph().remote_of(self.entity, 0).ok_or(Errno::EINVAL)?;
         let pads = self
             .pads
+            .pads
             .lock()
             .get(&remote.entity)
             .cloned()
@@ -254,6 +366,20 @@ impl IspVideo {
         }
     }
 
+    /// `isp_video_buffer_prepare`: the payload is the handle's sizeimage.
+    fn prepare_fn(sizeimage: u32) -> impl Fn(&Buffer) -> Result<u32, Errno> {
+        move |_b: &Buffer| Ok(sizeimage)
+    }
+
+    fn with_handle<R>(
+        &self,
+        fh: u64,
+        f: impl FnOnce(&mut Handle) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        let mut h = self.handles.lock();
+        f(h.get_mut(&fh).ok_or(Errno::EBADF)?)
+    }
+
     fn initial_format(&self) -> v4l2_pix_format {
         // Linux 7.0: 720x480 UYVY, progressive, sRGB.
         let mut m = v4l2_mbus_framefmt::zeroed();
@@ -293,12 +419,163 @@ impl VideoIoctls for IspVideo {
                 numerator: 1,
                 denominator: 1,
             },
+            queue: Queue::new(v4l2_type(self.capture)),
         };
         self.handles.lock().insert(fh, h);
     }
 
+    /// `isp_video_release`: an implicit STREAMOFF, then the queue goes.
     fn release(&self, fh: u64) {
-        self.handles.lock().remove(&fh);
+        self.stop_streaming(fh);
+        if let Some(mut h) = self.handles.lock().remove(&fh) {
+            h.queue.release();
+        }
+    }
+
+    fn reqbufs(&self, fh: u64, r: v4l2_requestbuffers) -> Result<v4l2_requestbuffers, Errno> {
+        self.with_handle(fh, |h| {
+            let size = h.fmt.sizeimage;
+            h.queue.reqbufs(r, |count| self.setup(size, count))
+        })
+    }
+
+    /// Linux 7.0: CREATE_BUFS, with the format's sizeimage at least the handle's.
+    fn create_bufs(&self, fh: u64, c: v4l2_create_buffers) -> Result<v4l2_create_buffers, Errno> {
+        let requested = c.format.pix().sizeimage;
+        self.with_handle(fh, |h| {
+            let size = h.fmt.sizeimage;
+            h.queue.create_bufs(c, |count| {
+                if requested == 0 || c.format.type_ != v4l2_type(self.capture) {
+                    return Err(Errno::EINVAL);
+                }
+                if requested < size {
+                    return Err(Errno::EINVAL);
+                }
+                self.setup(requested, count)
+            })
+        })
+    }
+
+    fn querybuf(&self, fh: u64, b: v4l2_buffer) -> Result<v4l2_buffer, Errno> {
+        self.with_handle(fh, |h| h.queue.querybuf(&b))
+    }
+
+    fn prepare_buf(
+        &self,
+        fh: u64,
+        b: v4l2_buffer,
+        memory: Option<Arc<dyn UserMemory>>,
+    ) -> Result<v4l2_buffer, Errno> {
+        self.with_handle(fh, |h| {
+            let prep = Self::prepare_fn(h.fmt.sizeimage);
+            h.queue.prepare_buf(&b, memory, &prep)
+        })
+    }
+
+    fn qbuf(
+        &self,
+        fh: u64,
+        b: v4l2_buffer,
+        memory: Option<Arc<dyn UserMemory>>,
+    ) -> Result<v4l2_buffer, Errno> {
+        self.with_handle(fh, |h| {
+            let prep = Self::prepare_fn(h.fmt.sizeimage);
+            h.queue.qbuf(&b, memory, &prep).map(|(b, _)| b)
+        })
+    }
+
+    fn dqbuf(&self, fh: u64, b: v4l2_buffer, nonblocking: bool) -> DqResult {
+        match self.handles.lock().get_mut(&fh) {
+            Some(h) => h.queue.dqbuf(&b, nonblocking),
+            None => DqResult {
+                result: Err(Errno::EBADF),
+                would_block: false,
+            },
+        }
+    }
+
+    /// `isp_video_streamon`, in the driver's order (omap3isp.md §3.5).
+    fn streamon(&self, fh: u64, type_: u32) -> Result<(), Errno> {
+        self.check_type(type_)?;
+        {
+            let st = self.stream.lock();
+            match st.as_ref() {
+                Some(s) if s.fh == fh => return Ok(()),
+                // The driver would let a second handle take over the node's queue pointer;
+                // here the node streams for one handle at a time.
+                Some(_) => return Err(Errno::EBUSY),
+                None => {}
+            }
+        }
+        let dev = self.dev.upgrade().ok_or(Errno::ENODEV)?;
+        let graph = dev.graph();
+        let pipe = self.pads.pipeline_start(&graph, self.entity)?;
+        let started = (|| {
+            let fmt = self.with_handle(fh, |h| Ok(h.fmt))?;
+            self.check_format(&fmt)?;
+            self.pads
+                .graph_data(&graph, &pipe, self.entity, self.capture)?;
+            self.pads.check_external(&graph, &pipe)?;
+            self.with_handle(fh, |h| {
+                h.queue.streamon(type_)?;
+                h.queue.start();
+                Ok(())
+            })?;
+            *self.stream.lock() = Some(Stream {
+                fh,
+                pipe: pipe.clone(),
+                fmt,
+            });
+            Ok(())
+        })();
+        drop(graph);
+        if let Err(e) = started {
+            self.pads.pipeline_stop(&pipe);
+            return Err(e);
+        }
+        if self.capture {
+            if let Err(e) = self.pads.start_stream(&pipe, self.dev.clone(), self.entity) {
+                self.stop_streaming(fh);
+                let _ = self.with_handle(fh, |h| h.queue.streamoff(type_));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn streamoff(&self, fh: u64, type_: u32) -> Result<(), Errno> {
+        self.check_type(type_)?;
+        self.stop_streaming(fh);
+        self.with_handle(fh, |h| h.queue.streamoff(type_))?;
+        self.notify(fh);
+        Ok(())
+    }
+
+    fn poll(&self, fh: u64) -> u32 {
+        self.handles
+            .lock()
+            .get(&fh)
+            .map(|h| h.queue.poll())
+            .unwrap_or(libc::POLLERR as u32)
+    }
+
+    fn set_notify(&self, notify: QueueNotify) {
+        *self.notify.lock() = Some(notify);
+    }
+
+    /// `vb2_video_unregister_device`: streaming stops and every queue is released now, so a
+    /// blocked DQBUF wakes to find the queue not streaming (EINVAL).
+    fn unplugged(&self) {
+        let fhs: Vec<u64> = self.handles.lock().keys().copied().collect();
+        for &fh in &fhs {
+            self.stop_streaming(fh);
+        }
+        for (_, h) in self.handles.lock().iter_mut() {
+            h.queue.release();
+        }
+        for fh in fhs {
+            self.notify(fh);
+        }
     }
 
     /// Linux 7.0: the table's pixel formats without repeats, filtered by `mbus_code`.
@@ -488,14 +765,14 @@ impl VideoIoctls for IspVideo {
 mod tests {
     use super::*;
 
-    fn node(name: &str, capture: bool) -> IspVideo {
+    fn node(name: &str, capture: bool) -> Arc<IspVideo> {
         IspVideo::new(
             name.into(),
             capture,
             0x060100,
             19,
             Weak::new(),
-            PadsRegistry::default(),
+            Runtime::new(crate::Board::BeagleboardXm),
         )
     }
 

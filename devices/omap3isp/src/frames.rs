@@ -1,0 +1,583 @@
+//! The simulated hardware's pixels: the sensor's moving scene as a Bayer mosaic, and the ISP
+//! blocks along a pipeline (CCDC crop and lane shifter / 10-bit VP, preview demosaic with
+//! brightness and contrast to YUV 4:2:2, resizer crop and scaling), down to the bytes a video
+//! node writes into a buffer.
+
+use ioctl_abi::subdev::*;
+use ioctl_abi::videodev2::{v4l2_pix_format, v4l2_rect};
+
+use crate::pads::format_info;
+
+/// An image between two blocks.
+#[derive(Clone, Debug)]
+pub enum Image {
+    /// A raw sensor image: `bits` per sample, colour filter order from the bus code.
+    Raw {
+        width: u32,
+        height: u32,
+        bits: u32,
+        code: u32,
+        data: Vec<u16>,
+    },
+    /// YUV 4:4:4 internally; written out as 4:2:2.
+    Yuv {
+        width: u32,
+        height: u32,
+        y: Vec<u8>,
+        u: Vec<u8>,
+        v: Vec<u8>,
+    },
+}
+
+impl Image {
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            Image::Raw { width, height, .. } | Image::Yuv { width, height, .. } => {
+                (*width, *height)
+            }
+        }
+    }
+}
+
+/// What the sensor is looking at.
+#[derive(Debug, Clone, Copy)]
+pub struct Scene {
+    /// Frame number: the pattern moves with it.
+    pub frame: u64,
+    /// 0: the scene; otherwise the sensor's test pattern (control value).
+    pub test_pattern: i32,
+    /// Analogue gain relative to unity, in 1/16 steps (16 = unity).
+    pub gain16: u32,
+}
+
+/// Colour filter position of (x, y) for a Bayer code: 0 = R, 1 = G, 2 = B.
+fn cfa(code: u32, x: u32, y: u32) -> usize {
+    let order: [usize; 4] = match code {
+        MEDIA_BUS_FMT_SBGGR8_1X8
+        | MEDIA_BUS_FMT_SBGGR10_1X10
+        | MEDIA_BUS_FMT_SBGGR12_1X12
+        | MEDIA_BUS_FMT_SBGGR10_DPCM8_1X8 => [2, 1, 1, 0],
+        MEDIA_BUS_FMT_SGBRG8_1X8
+        | MEDIA_BUS_FMT_SGBRG10_1X10
+        | MEDIA_BUS_FMT_SGBRG12_1X12
+        | MEDIA_BUS_FMT_SGBRG10_DPCM8_1X8 => [1, 2, 0, 1],
+        MEDIA_BUS_FMT_SRGGB8_1X8
+        | MEDIA_BUS_FMT_SRGGB10_1X10
+        | MEDIA_BUS_FMT_SRGGB12_1X12
+        | MEDIA_BUS_FMT_SRGGB10_DPCM8_1X8 => [0, 1, 1, 2],
+        // GRBG, and monochrome (every site reads as green).
+        _ => [1, 0, 2, 1],
+    };
+    if is_mono(code) {
+        return 1;
+    }
+    order[((y & 1) * 2 + (x & 1)) as usize]
+}
+
+fn is_mono(code: u32) -> bool {
+    matches!(
+        code,
+        MEDIA_BUS_FMT_Y8_1X8 | MEDIA_BUS_FMT_Y10_1X10 | MEDIA_BUS_FMT_Y12_1X12
+    )
+}
+
+fn is_yuv(code: u32) -> bool {
+    matches!(
+        code,
+        MEDIA_BUS_FMT_UYVY8_1X16
+            | MEDIA_BUS_FMT_YUYV8_1X16
+            | MEDIA_BUS_FMT_UYVY8_2X8
+            | MEDIA_BUS_FMT_YUYV8_2X8
+    )
+}
+
+/// Bits per sample of a raw code (DPCM codes carry 10-bit data).
+fn bits_of(code: u32) -> u32 {
+    match format_info(code) {
+        Some(i) if i.uncompressed != i.code => 10,
+        Some(i) => i.width,
+        None => 10,
+    }
+}
+
+/// The scene's colour at (x, y) of a `w`x`h` frame, 0..=255 per channel: eight colour bars that
+/// scroll sideways with the frame number, and a white square moving diagonally.
+fn scene_rgb(s: &Scene, x: u32, y: u32, w: u32, h: u32) -> [u32; 3] {
+    const BARS: [[u32; 3]; 8] = [
+        [235, 235, 235],
+        [235, 235, 16],
+        [16, 235, 235],
+        [16, 235, 16],
+        [235, 16, 235],
+        [235, 16, 16],
+        [16, 16, 235],
+        [16, 16, 16],
+    ];
+    let (w, h) = (w.max(1) as u64, h.max(1) as u64);
+    if s.test_pattern != 0 {
+        // Test patterns: fixed vertical bars, no motion (what the sensors' generators show).
+        return BARS[((x as u64 * 8) / w) as usize % 8];
+    }
+    let side = (w.min(h) / 6).max(2);
+    let period_x = w.saturating_sub(side).max(1);
+    let period_y = h.saturating_sub(side).max(1);
+    let bx = (s.frame * 7) % period_x;
+    let by = (s.frame * 5) % period_y;
+    let (xu, yu) = (x as u64, y as u64);
+    if xu >= bx && xu < bx + side && yu >= by && yu < by + side {
+        return [255, 255, 255];
+    }
+    let shifted = (xu + s.frame * 4) % w;
+    let bar = BARS[((shifted * 8) / w) as usize % 8];
+    // A vertical ramp so that rows differ too.
+    let ramp = 64 + (yu * 192 / h) as u32;
+    [
+        bar[0] * ramp / 255,
+        bar[1] * ramp / 255,
+        bar[2] * ramp / 255,
+    ]
+}
+
+/// The sensor's output: the scene sampled through its colour filter at `code`'s bit depth.
+pub fn sensor(fmt: &v4l2_mbus_framefmt, s: &Scene) -> Image {
+    let (w, h) = (fmt.width, fmt.height);
+    let bits = bits_of(fmt.code);
+    let max = (1u32 << bits) - 1;
+    let mut data = Vec::with_capacity((w * h) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let rgb = scene_rgb(s, x, y, w, h);
+            let v = if is_mono(fmt.code) {
+                (rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8
+            } else {
+                rgb[cfa(fmt.code, x, y)]
+            };
+            let v = (v * s.gain16 / 16).min(255);
+            data.push(((v * max) / 255) as u16);
+        }
+    }
+    Image::Raw {
+        width: w,
+        height: h,
+        bits,
+        code: fmt.code,
+        data,
+    }
+}
+
+/// The window `r` of a raw image, clipped to it.
+fn crop_raw(img: &Image, r: &v4l2_rect) -> Image {
+    let Image::Raw {
+        width,
+        height,
+        bits,
+        code,
+        data,
+    } = img
+    else {
+        return img.clone();
+    };
+    let left = (r.left.max(0) as u32).min(width.saturating_sub(1));
+    let top = (r.top.max(0) as u32).min(height.saturating_sub(1));
+    let w = r.width.min(width - left);
+    let h = r.height.min(height - top);
+    let mut out = Vec::with_capacity((w * h) as usize);
+    for y in top..top + h {
+        let row = (y * width) as usize;
+        out.extend_from_slice(&data[row + left as usize..row + (left + w) as usize]);
+    }
+    // Cropping at an odd offset changes the colour filter phase; the pad codes already say so.
+    Image::Raw {
+        width: w,
+        height: h,
+        bits: *bits,
+        code: *code,
+        data: out,
+    }
+}
+
+/// Resamples any image to `w`x`h` (nearest neighbour; raw images keep their filter phase).
+fn scale(img: &Image, w: u32, h: u32) -> Image {
+    let (iw, ih) = img.size();
+    if (iw, ih) == (w, h) || iw == 0 || ih == 0 {
+        return img.clone();
+    }
+    let map = |o: u32, out: u32, inp: u32| ((o as u64 * inp as u64) / out.max(1) as u64) as u32;
+    match img {
+        Image::Raw {
+            bits, code, data, ..
+        } => {
+            let mut d = Vec::with_capacity((w * h) as usize);
+            for y in 0..h {
+                // Keep the source row/column parity so the colour filter stays consistent.
+                let sy = (map(y, h, ih) & !1 | (y & 1)).min(ih - 1);
+                for x in 0..w {
+                    let sx = (map(x, w, iw) & !1 | (x & 1)).min(iw - 1);
+                    d.push(data[(sy * iw + sx) as usize]);
+                }
+            }
+            Image::Raw {
+                width: w,
+                height: h,
+                bits: *bits,
+                code: *code,
+                data: d,
+            }
+        }
+        Image::Yuv { y, u, v, .. } => {
+            let n = (w * h) as usize;
+            let (mut oy, mut ou, mut ov) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for yy in 0..h {
+                let sy = map(yy, h, ih);
+                for xx in 0..w {
+                    let i = (sy * iw + map(xx, w, iw)) as usize;
+                    oy.push(y[i]);
+                    ou.push(u[i]);
+                    ov.push(v[i]);
+                }
+            }
+            Image::Yuv {
+                width: w,
+                height: h,
+                y: oy,
+                u: ou,
+                v: ov,
+            }
+        }
+    }
+}
+
+/// Changes a raw image's bit depth (the CCDC lane shifter / VP truncation) and code.
+fn shift_raw(img: Image, code: u32) -> Image {
+    let Image::Raw {
+        width,
+        height,
+        bits,
+        data,
+        ..
+    } = img
+    else {
+        return img;
+    };
+    let to = bits_of(code);
+    let data = if to < bits {
+        data.into_iter().map(|v| v >> (bits - to)).collect()
+    } else {
+        data.into_iter().map(|v| v << (to - bits)).collect()
+    };
+    Image::Raw {
+        width,
+        height,
+        bits: to,
+        code,
+        data,
+    }
+}
+
+/// The CCDC: the OF output is the crop window at the output code's depth; the VP output is the
+/// top-left `fmt` window, truncated to 10 bits.
+pub fn ccdc(input: &Image, out: &v4l2_mbus_framefmt, crop: Option<&v4l2_rect>) -> Image {
+    let window = match crop {
+        Some(r) => *r,
+        None => v4l2_rect {
+            left: 0,
+            top: 0,
+            width: out.width,
+            height: out.height,
+        },
+    };
+    let img = crop_raw(input, &window);
+    let img = shift_raw(img, out.code);
+    scale(&img, out.width, out.height)
+}
+
+/// The preview engine: demosaic (bilinear over the 3x3 neighbourhood) of the crop window,
+/// brightness and contrast on luma, RGB to YUV (BT.601 limited range).
+pub fn preview(input: &Image, crop: &v4l2_rect, out: &v4l2_mbus_framefmt, bc: (i32, i32)) -> Image {
+    let Image::Raw {
+        width: iw,
+        height: ih,
+        bits,
+        code,
+        data,
+    } = input
+    else {
+        return scale(input, out.width, out.height);
+    };
+    let (iw, ih) = (*iw as i64, *ih as i64);
+    let (w, h) = (
+        crop.width.min(iw.max(0) as u32),
+        crop.height.min(ih.max(0) as u32),
+    );
+    let shift = bits.saturating_sub(8);
+    let at = |x: i64, y: i64| -> u32 {
+        let x = x.clamp(0, iw - 1);
+        let y = y.clamp(0, ih - 1);
+        u32::from(data[(y * iw + x) as usize]) >> shift
+    };
+    let (brightness, contrast) = bc;
+    let n = (w * h) as usize;
+    let (mut oy, mut ou, mut ov) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for y in 0..h as i64 {
+        let sy = y + crop.top as i64;
+        for x in 0..w as i64 {
+            let sx = x + crop.left as i64;
+            let mut sum = [0u32; 3];
+            let mut cnt = [0u32; 3];
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    let (px, py) = (sx + dx, sy + dy);
+                    if px < 0 || py < 0 || px >= iw || py >= ih {
+                        continue;
+                    }
+                    let c = cfa(*code, px as u32, py as u32);
+                    sum[c] += at(px, py);
+                    cnt[c] += 1;
+                }
+            }
+            let ch = |i: usize| sum[i].checked_div(cnt[i]).unwrap_or(0) as i32;
+            let (r, g, b) = (ch(0), ch(1), ch(2));
+            let (r, g, b) = if is_mono(*code) { (g, g, g) } else { (r, g, b) };
+            let yy = (66 * r + 129 * g + 25 * b + 128) >> 8;
+            // Contrast in 4.4 fixed point (16 = unity), brightness as an offset.
+            let yy = (yy * contrast / 16 + brightness + 16).clamp(16, 235);
+            let uu = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128;
+            let vv = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128;
+            oy.push(yy as u8);
+            ou.push(uu.clamp(16, 240) as u8);
+            ov.push(vv.clamp(16, 240) as u8);
+        }
+    }
+    let img = Image::Yuv {
+        width: w,
+        height: h,
+        y: oy,
+        u: ou,
+        v: ov,
+    };
+    scale(&img, out.width, out.height)
+}
+
+/// The resizer: its input crop window scaled to the output size.
+pub fn resizer(input: &Image, crop: &v4l2_rect, out: &v4l2_mbus_framefmt) -> Image {
+    let img = match input {
+        Image::Yuv {
+            width,
+            height,
+            y,
+            u,
+            v,
+        } => {
+            let left = (crop.left.max(0) as u32).min(width.saturating_sub(1));
+            let top = (crop.top.max(0) as u32).min(height.saturating_sub(1));
+            let w = crop.width.min(width - left).max(1);
+            let h = crop.height.min(height - top).max(1);
+            let n = (w * h) as usize;
+            let (mut oy, mut ou, mut ov) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for yy in top..top + h {
+                let row = (yy * width) as usize;
+                let (a, b) = (row + left as usize, row + (left + w) as usize);
+                oy.extend_from_slice(&y[a..b]);
+                ou.extend_from_slice(&u[a..b]);
+                ov.extend_from_slice(&v[a..b]);
+            }
+            Image::Yuv {
+                width: w,
+                height: h,
+                y: oy,
+                u: ou,
+                v: ov,
+            }
+        }
+        raw => crop_raw(raw, crop),
+    };
+    scale(&img, out.width, out.height)
+}
+
+/// Writes an image in a video node's pixel format: raw samples as 8-bit or 16-bit little-endian
+/// containers, YUV as 4:2:2 UYVY or YUYV (chroma of each pixel pair averaged), `bytesperline`
+/// apart, padding zeroed. The result is `sizeimage` bytes.
+pub fn to_memory(img: &Image, pix: &v4l2_pix_format) -> Vec<u8> {
+    let mut out = vec![0u8; pix.sizeimage as usize];
+    let bpl = pix.bytesperline as usize;
+    let (iw, ih) = img.size();
+    let (w, h) = (pix.width.min(iw) as usize, pix.height.min(ih) as usize);
+    let four = pix.pixelformat.to_le_bytes();
+    match img {
+        Image::Raw { data, .. } => {
+            let bpp = if bpl >= w * 2
+                && matches!(
+                    &four,
+                    b"BA10"
+                        | b"BG10"
+                        | b"GB10"
+                        | b"RG10"
+                        | b"BA12"
+                        | b"BG12"
+                        | b"GB12"
+                        | b"RG12"
+                        | b"Y10 "
+                        | b"Y12 "
+                ) {
+                2
+            } else {
+                1
+            };
+            for y in 0..h {
+                let row = &mut out[y * bpl..];
+                for x in 0..w {
+                    let v = data[y * iw as usize + x];
+                    if bpp == 2 {
+                        row[x * 2..x * 2 + 2].copy_from_slice(&v.to_le_bytes());
+                    } else {
+                        let bits = match img {
+                            Image::Raw { bits, .. } => *bits,
+                            _ => 8,
+                        };
+                        row[x] = (u32::from(v) >> bits.saturating_sub(8)) as u8;
+                    }
+                }
+            }
+        }
+        Image::Yuv {
+            y: ys,
+            u: us,
+            v: vs,
+            ..
+        } => {
+            let uyvy = &four == b"UYVY";
+            for y in 0..h {
+                let row = &mut out[y * bpl..];
+                let base = y * iw as usize;
+                for x in (0..w.saturating_sub(1)).step_by(2) {
+                    let i = base + x;
+                    let u = ((u32::from(us[i]) + u32::from(us[i + 1])) / 2) as u8;
+                    let v = ((u32::from(vs[i]) + u32::from(vs[i + 1])) / 2) as u8;
+                    let px = if uyvy {
+                        [u, ys[i], v, ys[i + 1]]
+                    } else {
+                        [ys[i], u, ys[i + 1], v]
+                    };
+                    row[x * 2..x * 2 + 4].copy_from_slice(&px);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a bus code carries YUV (the preview's and resizer's outputs).
+pub fn yuv_code(code: u32) -> bool {
+    is_yuv(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ioctl_abi::videodev2::fourcc;
+
+    fn fmt(code: u32, w: u32, h: u32) -> v4l2_mbus_framefmt {
+        let mut f = v4l2_mbus_framefmt::zeroed();
+        f.code = code;
+        f.width = w;
+        f.height = h;
+        f
+    }
+
+    fn rect(l: i32, t: i32, w: u32, h: u32) -> v4l2_rect {
+        v4l2_rect {
+            left: l,
+            top: t,
+            width: w,
+            height: h,
+        }
+    }
+
+    #[test]
+    fn the_scene_moves_and_the_chain_produces_uyvy() {
+        let s0 = Scene {
+            frame: 0,
+            test_pattern: 0,
+            gain16: 16,
+        };
+        let s1 = Scene { frame: 1, ..s0 };
+        let sf = fmt(MEDIA_BUS_FMT_SGRBG12_1X12, 64, 48);
+        let a = sensor(&sf, &s0);
+        assert_ne!(
+            format!("{:?}", a),
+            format!("{:?}", sensor(&sf, &s1)),
+            "frames change"
+        );
+        let Image::Raw { bits, ref data, .. } = a else {
+            panic!()
+        };
+        assert_eq!(bits, 12);
+        assert!(data.iter().any(|&v| v > 1023), "12-bit samples");
+        let vp = ccdc(&a, &fmt(MEDIA_BUS_FMT_SGRBG10_1X10, 64, 47), None);
+        let Image::Raw { bits, ref data, .. } = vp else {
+            panic!()
+        };
+        assert_eq!(bits, 10);
+        assert!(data.iter().all(|&v| v <= 1023));
+        let pv = preview(
+            &vp,
+            &rect(0, 0, 48, 38),
+            &fmt(MEDIA_BUS_FMT_UYVY8_1X16, 48, 38),
+            (0, 16),
+        );
+        assert_eq!(pv.size(), (48, 38));
+        let rz = resizer(
+            &pv,
+            &rect(0, 0, 48, 38),
+            &fmt(MEDIA_BUS_FMT_UYVY8_1X16, 96, 76),
+        );
+        let mut pix = v4l2_pix_format::zeroed();
+        pix.width = 96;
+        pix.height = 76;
+        pix.pixelformat = fourcc(b'U', b'Y', b'V', b'Y');
+        pix.bytesperline = 224;
+        pix.sizeimage = 224 * 76;
+        let mem = to_memory(&rz, &pix);
+        assert_eq!(mem.len(), 224 * 76);
+        assert!(mem[192..224].iter().all(|&b| b == 0), "padding");
+        // Luma is in range, and the white square shows up as bright luma.
+        let lumas: Vec<u8> = (0..76)
+            .flat_map(|y| (0..48).map(move |x| (y, x)))
+            .map(|(y, x)| mem[y * 224 + x * 4 + 1])
+            .collect();
+        assert!(lumas.iter().all(|&l| (16..=235).contains(&l)));
+        assert!(lumas.iter().any(|&l| l > 200));
+    }
+
+    #[test]
+    fn raw_memory_layouts() {
+        let s = Scene {
+            frame: 3,
+            test_pattern: 1,
+            gain16: 16,
+        };
+        let img = sensor(&fmt(MEDIA_BUS_FMT_SGRBG10_1X10, 16, 4), &s);
+        let mut pix = v4l2_pix_format::zeroed();
+        pix.width = 16;
+        pix.height = 4;
+        pix.pixelformat = fourcc(b'B', b'A', b'1', b'0');
+        pix.bytesperline = 32;
+        pix.sizeimage = 128;
+        let m = to_memory(&img, &pix);
+        let first = u16::from_le_bytes([m[0], m[1]]);
+        // Test pattern bar 0 is 235/255 of full scale on every filter colour.
+        assert_eq!(first, (235 * 1023 / 255) as u16);
+    }
+}
