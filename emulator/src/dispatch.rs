@@ -354,7 +354,10 @@ fn private(st: &dyn Stages<Subdev>, round: &mut IoctlRound<'_>, reply: ReplyIoct
     if !round.is_complete() {
         return reply.retry_round(round);
     }
-    let result = st.mid().and_then(|h| h.private_ioctl(req.cmd, &mut arg));
+    let memory = round.memory().map(crate::nodes::user_memory);
+    let result = st
+        .mid()
+        .and_then(|h| h.private_ioctl(req.cmd, &mut arg, memory.as_deref()));
     st.reply();
     match result {
         Ok(r) if dir & IOC_READ != 0 => reply.finish(round, Ok(r), &[&arg]),

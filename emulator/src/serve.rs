@@ -610,20 +610,18 @@ impl NodeRegistrar for Registrar<'_> {
             stat: node.stat.clone(),
         };
         let numbers = self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))?;
-        if node.name == "OMAP3 ISP CCDC" {
-            // The CCDC's FRAME_SYNC events come from the pipeline's frame starts.
-            let ccdc = self.nodes.last().map(|n| n.node.clone());
-            if let (Some(rt), Some(ccdc)) = (&self.runtime, ccdc) {
-                rt.set_frame_sync(Some(Arc::new(move |frame| {
-                    if let Some(n) = ccdc.upgrade() {
-                        n.queue_event(
-                            ioctl_abi::videodev2::V4L2_EVENT_FRAME_SYNC,
-                            0,
-                            &frame.to_ne_bytes(),
-                        );
+        // Events the pipeline raises (the CCDC's FRAME_SYNC, the statistics engines') go to
+        // this node's subscribers.
+        let me = self.nodes.last().map(|n| n.node.clone());
+        if let (Some(rt), Some(me)) = (&self.runtime, me) {
+            rt.set_event_sink(
+                node.entity,
+                Arc::new(move |type_, id, payload| {
+                    if let Some(n) = me.upgrade() {
+                        n.queue_event(type_, id, payload);
                     }
-                })));
-            }
+                }),
+            );
         }
         Ok(numbers)
     }

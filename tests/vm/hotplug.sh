@@ -18,6 +18,13 @@ run_client() { # NAME ARGS...: runs hotplug-client against a fresh daemon, folds
 for profile in mainline enodev strict; do
   SERVE_ARGS="--errno-profile $profile" run_client "errnos-$profile" errnos $profile
 done
+for profile in mainline enodev strict; do
+  SERVE_ARGS="--errno-profile $profile" run_client "streaming-$profile" streaming $profile
+done
+for lifetime in devm registered-bit; do
+  SERVE_ARGS="--lifetime $lifetime" run_client "streaming-$lifetime" streaming mainline
+done
+SERVE_ARGS="" run_client streamon-race streamon-race
 SERVE_ARGS="" run_client close-orders close-orders
 SERVE_ARGS="" run_client selftests selftests 10
 SERVE_ARGS="--board n900" run_client stress stress 30 4

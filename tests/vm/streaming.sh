@@ -56,6 +56,8 @@ media-ctl -l '"OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[0]' > /tmp/busy.txt 2
 check "a link in a streaming pipeline cannot change (EBUSY)" grep -q "(16)" /tmp/busy.txt
 timeout 10 v4l2-ctl -d "$CCDC_SD" --wait-for-event=frame_sync > /tmp/fs.txt 2>&1
 contains "the CCDC sends FRAME_SYNC events while streaming" /tmp/fs.txt "frame_sync"
+isp-stat-client streaming "$(media-ctl -e "OMAP3 ISP AEWB")" "$(media-ctl -e "OMAP3 ISP histogram")" > /tmp/stat.log 2>&1
+fold_results "statistics while streaming" /tmp/stat.log
 kill "$STREAM"; wait "$STREAM" 2>/dev/null
 check "after STREAMOFF (close) the link can change again" media-ctl -l '"OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[0]'
 

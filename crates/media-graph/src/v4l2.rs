@@ -137,8 +137,14 @@ pub trait SubdevIoctls: Send + Sync {
         None
     }
     /// A driver-private ioctl (`core.ioctl`): the argument bytes as `video_usercopy` copied
-    /// them in (size and direction from the command), written back on success.
-    fn private_ioctl(&self, _cmd: u32, _arg: &mut [u8]) -> Result<i32, Errno> {
+    /// them in (size and direction from the command), written back on success. `memory` is the
+    /// caller's address space, for the pointers inside the argument (`copy_to_user`).
+    fn private_ioctl(
+        &self,
+        _cmd: u32,
+        _arg: &mut [u8],
+        _memory: Option<&dyn UserMemory>,
+    ) -> Result<i32, Errno> {
         Err(Errno::ENOTTY)
     }
     /// A file handle was opened (the subdev `open` internal op: new TRY state) or closed.

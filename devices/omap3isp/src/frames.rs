@@ -51,7 +51,7 @@ pub struct Scene {
 }
 
 /// Colour filter position of (x, y) for a Bayer code: 0 = R, 1 = G, 2 = B.
-fn cfa(code: u32, x: u32, y: u32) -> usize {
+pub(crate) fn cfa(code: u32, x: u32, y: u32) -> usize {
     let order: [usize; 4] = match code {
         MEDIA_BUS_FMT_SBGGR8_1X8
         | MEDIA_BUS_FMT_SBGGR10_1X10

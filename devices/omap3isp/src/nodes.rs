@@ -85,8 +85,16 @@ impl SubdevIoctls for IspSubdev {
     }
 
     /// `core.ioctl`: the statistics engines' private ioctls.
-    fn private_ioctl(&self, cmd: u32, arg: &mut [u8]) -> Result<i32, Errno> {
-        self.stat.as_ref().ok_or(Errno::ENOTTY)?.ioctl(cmd, arg)
+    fn private_ioctl(
+        &self,
+        cmd: u32,
+        arg: &mut [u8],
+        memory: Option<&dyn media_graph::vb2::UserMemory>,
+    ) -> Result<i32, Errno> {
+        self.stat
+            .as_ref()
+            .ok_or(Errno::ENOTTY)?
+            .ioctl(cmd, arg, memory)
     }
 
     fn open(&self, fh: u64) {

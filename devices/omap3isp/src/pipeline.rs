@@ -31,8 +31,8 @@ const CSI2A: &str = "OMAP3 ISP CSI2a";
 const PREVIEW: &str = "OMAP3 ISP preview";
 const RESIZER: &str = "OMAP3 ISP resizer";
 
-/// Called at each CCDC frame start with the frame number (V4L2_EVENT_FRAME_SYNC).
-pub type FrameSync = Arc<dyn Fn(u32) + Send + Sync>;
+/// Queues a V4L2 event (type, id, payload) on a sub-device node's subscribers.
+pub type EventSink = Arc<dyn Fn(u32, u32, &[u8]) + Send + Sync>;
 
 /// The instance's shared ISP state: pad models, control handlers, video nodes, pipelines.
 pub struct Runtime {
@@ -41,7 +41,10 @@ pub struct Runtime {
     pub controls: Mutex<HashMap<u32, Arc<Controls>>>,
     videos: Mutex<HashMap<u32, Weak<IspVideo>>>,
     pipelines: Mutex<Vec<Arc<Pipeline>>>,
-    frame_sync: Mutex<Option<FrameSync>>,
+    /// Event queues of the sub-device nodes, by entity (the CCDC's FRAME_SYNC, statistics).
+    sinks: Mutex<HashMap<u32, EventSink>>,
+    /// The statistics engines by entity.
+    pub stats: Mutex<HashMap<u32, Arc<crate::stat::Stat>>>,
 }
 
 #[derive(Default)]
@@ -86,7 +89,8 @@ impl Runtime {
             controls: Mutex::default(),
             videos: Mutex::default(),
             pipelines: Mutex::default(),
-            frame_sync: Mutex::default(),
+            sinks: Mutex::default(),
+            stats: Mutex::default(),
         })
     }
 
@@ -94,8 +98,53 @@ impl Runtime {
         self.videos.lock().insert(entity, v);
     }
 
-    pub fn set_frame_sync(&self, f: Option<FrameSync>) {
-        *self.frame_sync.lock() = f;
+    pub fn set_event_sink(&self, entity: u32, f: EventSink) {
+        self.sinks.lock().insert(entity, f);
+    }
+
+    fn event(&self, entity: u32, type_: u32, id: u32, payload: &[u8]) {
+        let sink = self.sinks.lock().get(&entity).cloned();
+        if let Some(f) = sink {
+            f(type_, id, payload);
+        }
+    }
+
+    /// The statistics engines see the CCDC video port of each frame of a pipeline that
+    /// contains the CCDC (they are linked to it for good).
+    fn statistics(&self, graph: &Graph, p: &Pipeline, frame: u32) {
+        let engines: Vec<(u32, Arc<crate::stat::Stat>)> = self
+            .stats
+            .lock()
+            .iter()
+            .filter(|(e, _)| p.entities.contains(e))
+            .map(|(e, s)| (*e, s.clone()))
+            .collect();
+        if engines.is_empty() {
+            return;
+        }
+        let vp = engines
+            .iter()
+            .any(|(_, s)| s.active())
+            .then(|| {
+                let ccdc = graph.entity_by_name(CCDC)?.id;
+                let steps = self.chain_to(graph, ccdc, 2)?;
+                self.render_steps(graph, &steps, u64::from(frame))
+            })
+            .flatten();
+        let empty = Image::Raw {
+            width: 0,
+            height: 0,
+            bits: 10,
+            code: 0,
+            data: Vec::new(),
+        };
+        let ts = now_ns();
+        for (entity, s) in engines {
+            if let Some(ev) = s.frame(vp.as_ref().unwrap_or(&empty), frame, ts) {
+                use zerocopy::IntoBytes;
+                self.event(entity, s.event_type(), 0, ev.as_bytes());
+            }
+        }
     }
 
     fn video(&self, entity: u32) -> Option<Arc<IspVideo>> {
@@ -355,8 +404,14 @@ impl Runtime {
 
     /// The blocks from the source to the capture node `video`, with their ACTIVE state now.
     fn chain(&self, graph: &Graph, video: u32) -> Option<VecDeque<Step>> {
+        let at = graph.remote_of(video, 0)?;
+        self.chain_to(graph, at.entity, at.index)
+    }
+
+    /// The blocks from the source to (`entity`, source pad `pad`).
+    fn chain_to(&self, graph: &Graph, entity: u32, pad: u16) -> Option<VecDeque<Step>> {
         let mut steps = VecDeque::new();
-        let mut at = graph.remote_of(video, 0)?;
+        let mut at = media_graph::PadRef { entity, index: pad };
         let pads = self.pads.lock();
         loop {
             let e = graph.entity(at.entity)?;
@@ -420,6 +475,12 @@ impl Runtime {
         pix: &v4l2_pix_format,
     ) -> Option<Vec<u8>> {
         let chain = self.chain(graph, video)?;
+        let img = self.render_steps(graph, &chain, frame)?;
+        Some(frames::to_memory(&img, pix))
+    }
+
+    /// The image leaving the last of `chain`'s blocks.
+    fn render_steps(&self, graph: &Graph, chain: &VecDeque<Step>, frame: u64) -> Option<Image> {
         let mut steps = chain.iter();
         let sensor = steps.next()?;
         let sensor_id = graph.entity_by_name(&sensor.name)?.id;
@@ -445,7 +506,7 @@ impl Runtime {
                 _ => frames::ccdc(&img, &out, None),
             };
         }
-        Some(frames::to_memory(&img, pix))
+        Some(img)
     }
 }
 
@@ -517,12 +578,18 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>, captu
                 rt.frame_period(id, f)
             })
             .unwrap_or(Duration::from_millis(33));
-        let ccdc = graph.entity_by_name(CCDC).map(|e| e.id);
-        if ccdc.is_some_and(|c| p.entities.contains(&c)) {
-            let sync = rt.frame_sync.lock().clone();
-            if let Some(f) = sync {
-                f(frame as u32);
-            }
+        if let Some(ccdc) = graph
+            .entity_by_name(CCDC)
+            .map(|e| e.id)
+            .filter(|c| p.entities.contains(c))
+        {
+            rt.event(
+                ccdc,
+                V4L2_EVENT_FRAME_SYNC,
+                0,
+                &(frame as u32).to_ne_bytes(),
+            );
+            rt.statistics(&graph, &p, frame as u32);
         }
         let video = rt.video(capture);
         let filled = video.as_ref().and_then(|v| v.next_buffer());

@@ -1,13 +1,29 @@
 //! The statistics engines' private ioctls (ispstat.c, isph3a_aewb.c, isph3a_af.c, isphist.c):
 //! `VIDIOC_OMAP3ISP_{AEWB,AF,HIST}_CFG`, `STAT_EN` and `STAT_REQ`, with the drivers' parameter
 //! checks, buffer-size correction, configuration counter, buffer allocation rule and state
-//! machine. Without a running pipeline no statistics buffer is ever filled, so `STAT_REQ` ends in
-//! the driver's EINVAL (engine not enabled yet) or EBUSY (no buffer).
+//! machine. While a pipeline with the CCDC streams, each frame's CCDC video-port data fills a
+//! buffer of an enabled engine ([`Stat::frame`]) and the engine signals it with its event;
+//! `STAT_REQ` copies the oldest filled buffer to the client.
+//!
+//! Buffer layouts are plausible, not the hardware's bit packing: AEWB has per window four
+//! 32-bit sums of the unsaturated subsampled Gr, R, B, Gb samples, and after every eight
+//! windows a packet of eight 16-bit unsaturated-sample counts; AF has per paxel twelve 32-bit
+//! words (green sum, focus value as the sum of absolute horizontal green differences, its
+//! maximum, the rest zero); the histogram has per region four colour planes of 32-bit bin
+//! counts of the 10-bit samples.
+
+use std::collections::VecDeque;
 
 use ioctl_abi::omap3isp::*;
+use media_graph::vb2::UserMemory;
 use nix::errno::Errno;
 use parking_lot::Mutex;
 use zerocopy::{FromBytes, IntoBytes};
+
+use crate::frames::Image;
+
+/// `STAT_MAX_BUFS`: filled buffers the engine keeps.
+const MAX_BUFS: usize = 5;
 
 /// Which engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,9 +239,209 @@ fn hist_key(c: &omap3isp_hist_config) -> Vec<u8> {
     k
 }
 
+/// The raw samples of an image with their colour filter position (0 Gr/G, 1 R, 2 B, 3 Gb).
+struct Raw<'a> {
+    w: u32,
+    h: u32,
+    code: u32,
+    data: &'a [u16],
+}
+
+impl Raw<'_> {
+    fn of(img: &Image) -> Option<Raw<'_>> {
+        match img {
+            Image::Raw {
+                width,
+                height,
+                code,
+                data,
+                ..
+            } => Some(Raw {
+                w: *width,
+                h: *height,
+                code: *code,
+                data,
+            }),
+            Image::Yuv { .. } => None,
+        }
+    }
+
+    fn at(&self, x: u32, y: u32) -> Option<(usize, u16)> {
+        if x >= self.w || y >= self.h {
+            return None;
+        }
+        let v = self.data[(y * self.w + x) as usize];
+        let c = match crate::frames::cfa(self.code, x, y) {
+            0 => 1,
+            2 => 2,
+            // Green: on a red row (Gr) or a blue row (Gb).
+            _ if (0..2).any(|dx| crate::frames::cfa(self.code, x ^ dx, y) == 0) => 0,
+            _ => 3,
+        };
+        Some((c, v))
+    }
+}
+
+fn aewb_data(c: &omap3isp_h3a_aewb_config, img: &Image) -> Vec<u8> {
+    let mut out = Vec::with_capacity(c.buf_size as usize);
+    let Some(raw) = Raw::of(img) else {
+        out.resize(c.buf_size as usize, 0);
+        return out;
+    };
+    let (hinc, vinc) = (
+        c.subsample_hor_inc.max(2) as u32,
+        c.subsample_ver_inc.max(2) as u32,
+    );
+    let window = |x0: u32, y0: u32, w: u32, h: u32| -> ([u32; 4], u16) {
+        let mut sums = [0u32; 4];
+        let mut unsat = 0u16;
+        let mut y = y0;
+        while y < y0 + h {
+            let mut x = x0;
+            while x < x0 + w {
+                // Each step covers a 2x2 cell: all four colours.
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    if let Some((col, v)) = raw.at(x + dx, y + dy) {
+                        if v <= c.saturation_limit {
+                            sums[col] = sums[col].saturating_add(v.into());
+                            unsat = unsat.saturating_add(1);
+                        }
+                    }
+                }
+                x += hinc;
+            }
+            y += vinc;
+        }
+        (sums, unsat)
+    };
+    let mut counts: Vec<u16> = Vec::new();
+    let push = |out: &mut Vec<u8>, sums: [u32; 4], unsat: u16, counts: &mut Vec<u16>| {
+        for v in sums {
+            out.extend_from_slice(&v.to_ne_bytes());
+        }
+        counts.push(unsat);
+        if counts.len() == 8 {
+            for v in counts.drain(..) {
+                out.extend_from_slice(&v.to_ne_bytes());
+            }
+        }
+    };
+    for row in 0..c.ver_win_count as u32 {
+        for col in 0..c.hor_win_count as u32 {
+            let x = c.hor_win_start as u32 + col * c.win_width as u32;
+            let y = c.ver_win_start as u32 + row * c.win_height as u32;
+            let (sums, unsat) = window(x, y, c.win_width.into(), c.win_height.into());
+            push(&mut out, sums, unsat, &mut counts);
+        }
+    }
+    // The black row: one line of windows at its own start and height.
+    for col in 0..c.hor_win_count as u32 {
+        let x = c.hor_win_start as u32 + col * c.win_width as u32;
+        let (sums, unsat) = window(
+            x,
+            c.blk_ver_win_start.into(),
+            c.win_width.into(),
+            c.blk_win_height.into(),
+        );
+        push(&mut out, sums, unsat, &mut counts);
+    }
+    if !counts.is_empty() {
+        counts.resize(8, 0);
+        for v in counts {
+            out.extend_from_slice(&v.to_ne_bytes());
+        }
+    }
+    out.resize(c.buf_size as usize, 0);
+    out
+}
+
+fn af_data(c: &omap3isp_h3a_af_config, img: &Image) -> Vec<u8> {
+    let mut out = Vec::with_capacity(c.buf_size as usize);
+    if let Some(raw) = Raw::of(img) {
+        let p = c.paxel;
+        for row in 0..p.v_cnt as u32 {
+            for col in 0..p.h_cnt as u32 {
+                let x0 = p.h_start as u32 + col * p.width as u32;
+                let y0 = p.v_start as u32 + row * p.height as u32;
+                let (mut sum, mut focus, mut peak) = (0u32, 0u32, 0u32);
+                let mut y = y0;
+                while y < y0 + p.height as u32 {
+                    let mut last: Option<u16> = None;
+                    for x in x0..x0 + p.width as u32 {
+                        if let Some((col, v)) = raw.at(x, y) {
+                            if col == 0 || col == 3 {
+                                sum = sum.saturating_add(v.into());
+                                if let Some(l) = last {
+                                    let d = u32::from(v.abs_diff(l));
+                                    focus = focus.saturating_add(d);
+                                    peak = peak.max(d);
+                                }
+                                last = Some(v);
+                            }
+                        }
+                    }
+                    y += p.line_inc.max(2) as u32;
+                }
+                let mut words = [0u32; 12];
+                words[0] = sum;
+                words[1] = focus;
+                words[2] = peak;
+                for w in words {
+                    out.extend_from_slice(&w.to_ne_bytes());
+                }
+            }
+        }
+    }
+    out.resize(c.buf_size as usize, 0);
+    out
+}
+
+fn hist_data(c: &omap3isp_hist_config, img: &Image) -> Vec<u8> {
+    let bins = 1usize << (c.hist_bins as usize + 5).min(8);
+    let mut out = Vec::with_capacity(c.buf_size as usize);
+    if let Some(raw) = Raw::of(img) {
+        let shift = 10 - bins.trailing_zeros();
+        for r in &c.region[..(c.num_regions as usize).min(c.region.len())] {
+            let mut counts = vec![0u32; bins * 4];
+            for y in r.v_start as u32..=(r.v_end as u32).min(raw.h.saturating_sub(1)) {
+                for x in r.h_start as u32..=(r.h_end as u32).min(raw.w.saturating_sub(1)) {
+                    if let Some((col, v)) = raw.at(x, y) {
+                        let b = ((v.min(1023) >> shift) as usize).min(bins - 1);
+                        counts[col * bins + b] += 1;
+                    }
+                }
+            }
+            for v in counts {
+                out.extend_from_slice(&v.to_ne_bytes());
+            }
+        }
+    }
+    out.resize(c.buf_size as usize, 0);
+    out
+}
+
+/// The parameters in effect.
+#[derive(Clone, Copy)]
+enum Cfg {
+    Aewb(omap3isp_h3a_aewb_config),
+    Af(omap3isp_h3a_af_config),
+    Hist(omap3isp_hist_config),
+}
+
+struct StatBuf {
+    data: Vec<u8>,
+    frame_number: u32,
+    config_counter: u16,
+    ts_ns: u64,
+}
+
 struct Inner {
     state: State,
     configured: bool,
+    cfg: Option<Cfg>,
+    bufs: VecDeque<StatBuf>,
+    /// The frame number of the last frame the engine saw.
+    frame_number: u32,
     /// The set_params comparison key of the current configuration.
     current: Option<Vec<u8>>,
     config_counter: u32,
@@ -246,6 +462,9 @@ impl Stat {
             inner: Mutex::new(Inner {
                 state: State::Disabled,
                 configured: false,
+                cfg: None,
+                bufs: VecDeque::new(),
+                frame_number: 0,
                 current: None,
                 config_counter: 0,
                 inc_config: 0,
@@ -309,17 +528,98 @@ impl Stat {
         Ok(())
     }
 
-    /// `omap3isp_stat_request_statistics`: EINVAL until the engine is enabled, then EBUSY while
-    /// no buffer has been filled (none is without frames).
-    pub fn request(&self, _data: &mut omap3isp_stat_data) -> Result<(), Errno> {
-        if self.inner.lock().state != State::Enabled {
+    /// `omap3isp_stat_request_statistics`: EINVAL until the engine is enabled, EBUSY while no
+    /// buffer is filled, EINVAL when the client's buffer is too small, EFAULT when it cannot be
+    /// written; otherwise the oldest buffer is copied out and consumed.
+    pub fn request(
+        &self,
+        data: &mut omap3isp_stat_data,
+        memory: Option<&dyn UserMemory>,
+    ) -> Result<(), Errno> {
+        let mut s = self.inner.lock();
+        if s.state != State::Enabled {
             return Err(Errno::EINVAL);
         }
-        Err(Errno::EBUSY)
+        let buf = s.bufs.front().ok_or(Errno::EBUSY)?;
+        if buf.data.len() > data.buf_size as usize {
+            return Err(Errno::EINVAL);
+        }
+        memory
+            .ok_or(Errno::EFAULT)?
+            .write(data.buf, &buf.data)
+            .map_err(|_| Errno::EFAULT)?;
+        data.ts.tv_sec = (buf.ts_ns / 1_000_000_000) as i64;
+        data.ts.tv_usec = ((buf.ts_ns % 1_000_000_000) / 1000) as i64;
+        data.buf_size = buf.data.len() as u32;
+        data.frame_number = buf.frame_number as u16;
+        data.config_counter = buf.config_counter;
+        data.cur_frame = s.frame_number as u16;
+        s.bufs.pop_front();
+        Ok(())
+    }
+
+    /// Whether the engine wants the next frame's data (enabled, or enabling).
+    pub fn active(&self) -> bool {
+        matches!(self.inner.lock().state, State::Enabled | State::Enabling)
+    }
+
+    /// A frame of CCDC video-port data (`vp`, 10-bit raw) went by: pending enable/disable
+    /// requests and configurations take effect, an enabled engine fills a buffer. Returns the
+    /// event to send when it did.
+    pub fn frame(&self, vp: &Image, frame: u32, ts_ns: u64) -> Option<omap3isp_stat_event_status> {
+        let mut s = self.inner.lock();
+        s.frame_number = frame;
+        s.state = match s.state {
+            State::Enabling => State::Enabled,
+            State::Disabling => State::Disabled,
+            st => st,
+        };
+        s.config_counter += s.inc_config;
+        s.inc_config = 0;
+        if s.state != State::Enabled {
+            return None;
+        }
+        let data = match s.cfg? {
+            Cfg::Aewb(c) => aewb_data(&c, vp),
+            Cfg::Af(c) => af_data(&c, vp),
+            Cfg::Hist(c) => hist_data(&c, vp),
+        };
+        let config_counter = s.config_counter as u16;
+        if s.bufs.len() >= MAX_BUFS {
+            s.bufs.pop_front();
+        }
+        s.bufs.push_back(StatBuf {
+            data,
+            frame_number: frame,
+            config_counter,
+            ts_ns,
+        });
+        let mut ev = omap3isp_stat_event_status::zeroed();
+        ev.frame_number = frame;
+        ev.config_counter = config_counter;
+        Some(ev)
+    }
+
+    /// The engine's event type.
+    pub fn event_type(&self) -> u32 {
+        match self.engine {
+            Engine::Aewb => V4L2_EVENT_OMAP3ISP_AEWB,
+            Engine::Af => V4L2_EVENT_OMAP3ISP_AF,
+            Engine::Hist => V4L2_EVENT_OMAP3ISP_HIST,
+        }
+    }
+
+    fn store(&self, cfg: Cfg) {
+        self.inner.lock().cfg = Some(cfg);
     }
 
     /// The engine's private ioctls on their argument bytes (`core.ioctl`); ENOTTY for others.
-    pub fn ioctl(&self, cmd: u32, arg: &mut [u8]) -> Result<i32, Errno> {
+    pub fn ioctl(
+        &self,
+        cmd: u32,
+        arg: &mut [u8],
+        memory: Option<&dyn UserMemory>,
+    ) -> Result<i32, Errno> {
         fn with<T: FromBytes + IntoBytes + zerocopy::Immutable + zerocopy::KnownLayout>(
             arg: &mut [u8],
             f: impl FnOnce(&mut T) -> Result<(), Errno>,
@@ -333,13 +633,21 @@ impl Stat {
             (Engine::Aewb, VIDIOC_OMAP3ISP_AEWB_CFG) => {
                 with(arg, |c: &mut omap3isp_h3a_aewb_config| {
                     aewb_validate(c)?;
-                    c.config_counter = self.config(c.buf_size, aewb_key(c))?.0;
+                    let (counter, new) = self.config(c.buf_size, aewb_key(c))?;
+                    c.config_counter = counter;
+                    if new {
+                        self.store(Cfg::Aewb(*c));
+                    }
                     Ok(())
                 })
             }
             (Engine::Af, VIDIOC_OMAP3ISP_AF_CFG) => with(arg, |c: &mut omap3isp_h3a_af_config| {
                 af_validate(c)?;
-                c.config_counter = self.config(c.buf_size, af_key(c))?.0;
+                let (counter, new) = self.config(c.buf_size, af_key(c))?;
+                c.config_counter = counter;
+                if new {
+                    self.store(Cfg::Af(*c));
+                }
                 Ok(())
             }),
             (Engine::Hist, VIDIOC_OMAP3ISP_HIST_CFG) => {
@@ -352,11 +660,14 @@ impl Stat {
                     if new && c.num_acc_frames == 0 {
                         c.num_acc_frames = 1;
                     }
+                    if new {
+                        self.store(Cfg::Hist(*c));
+                    }
                     Ok(())
                 })
             }
             (_, VIDIOC_OMAP3ISP_STAT_REQ) => {
-                with(arg, |d: &mut omap3isp_stat_data| self.request(d))
+                with(arg, |d: &mut omap3isp_stat_data| self.request(d, memory))
             }
             (_, VIDIOC_OMAP3ISP_STAT_EN) => {
                 // AEWB reads an unsigned long, AF and the histogram an int.
@@ -391,7 +702,7 @@ mod tests {
 
     fn cfg(s: &Stat, c: &mut omap3isp_h3a_aewb_config) -> Result<i32, Errno> {
         let mut b = c.as_bytes().to_vec();
-        let r = s.ioctl(VIDIOC_OMAP3ISP_AEWB_CFG, &mut b);
+        let r = s.ioctl(VIDIOC_OMAP3ISP_AEWB_CFG, &mut b, None);
         if r.is_ok() {
             *c = omap3isp_h3a_aewb_config::read_from_bytes(&b).unwrap();
         }
@@ -403,7 +714,7 @@ mod tests {
         let s = Stat::new(Engine::Aewb);
         let mut en = 1u64.to_ne_bytes();
         assert_eq!(
-            s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut en),
+            s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut en, None),
             Err(Errno::EINVAL),
             "never configured"
         );
@@ -431,20 +742,20 @@ mod tests {
         );
         let mut req = omap3isp_stat_data::zeroed().as_bytes().to_vec();
         assert_eq!(
-            s.ioctl(VIDIOC_OMAP3ISP_STAT_REQ, &mut req),
+            s.ioctl(VIDIOC_OMAP3ISP_STAT_REQ, &mut req, None),
             Err(Errno::EINVAL)
         );
-        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut en), Ok(0));
+        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut en, None), Ok(0));
         assert_eq!(s.state(), State::Enabling);
         assert_eq!(
-            s.ioctl(VIDIOC_OMAP3ISP_STAT_REQ, &mut req),
+            s.ioctl(VIDIOC_OMAP3ISP_STAT_REQ, &mut req, None),
             Err(Errno::EINVAL),
             "enabled only at a frame"
         );
         // Growing the buffers while enabling is EBUSY; what fits is fine.
         let s = Stat::new(Engine::Aewb);
         assert_eq!(cfg(&s, &mut aewb()), Ok(0));
-        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut en), Ok(0));
+        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut en, None), Ok(0));
         let mut big = aewb();
         big.ver_win_count = 128;
         big.hor_win_count = 36;
@@ -453,15 +764,15 @@ mod tests {
         small.win_width = 8;
         assert_eq!(cfg(&s, &mut small), Ok(0));
         let mut off = 0u64.to_ne_bytes();
-        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut off), Ok(0));
+        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut off, None), Ok(0));
         assert_eq!(s.state(), State::Disabled);
         assert_eq!(cfg(&s, &mut big), Ok(0));
         // AEWB takes the whole unsigned long: a high bit alone enables it.
         let mut high = (1u64 << 32).to_ne_bytes();
-        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut high), Ok(0));
+        assert_eq!(s.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut high, None), Ok(0));
         assert_eq!(s.state(), State::Enabling);
         assert_eq!(
-            s.ioctl(VIDIOC_OMAP3ISP_AF_CFG, &mut [0; 76]),
+            s.ioctl(VIDIOC_OMAP3ISP_AF_CFG, &mut [0; 76], None),
             Err(Errno::ENOTTY)
         );
     }
@@ -478,7 +789,7 @@ mod tests {
         c.paxel.h_start = 1;
         let run = |c: &omap3isp_h3a_af_config| {
             let mut b = c.as_bytes().to_vec();
-            af.ioctl(VIDIOC_OMAP3ISP_AF_CFG, &mut b)
+            af.ioctl(VIDIOC_OMAP3ISP_AF_CFG, &mut b, None)
                 .map(|_| omap3isp_h3a_af_config::read_from_bytes(&b).unwrap())
         };
         assert_eq!({ run(&c).unwrap().buf_size }, 16 * 48);
@@ -490,7 +801,7 @@ mod tests {
         assert_eq!(run(&bad).err(), Some(Errno::EINVAL));
         // AF reads STAT_EN as an int: a high bit alone does not enable it.
         let mut high = (1u64 << 32).to_ne_bytes();
-        assert_eq!(af.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut high), Ok(0));
+        assert_eq!(af.ioctl(VIDIOC_OMAP3ISP_STAT_EN, &mut high, None), Ok(0));
         assert_eq!(af.state(), State::Disabled);
 
         let hist = Stat::new(Engine::Hist);
@@ -499,7 +810,7 @@ mod tests {
         h.hist_bins = HIST_BINS_256;
         let run = |h: &omap3isp_hist_config| {
             let mut b = h.as_bytes().to_vec();
-            hist.ioctl(VIDIOC_OMAP3ISP_HIST_CFG, &mut b)
+            hist.ioctl(VIDIOC_OMAP3ISP_HIST_CFG, &mut b, None)
                 .map(|_| omap3isp_hist_config::read_from_bytes(&b).unwrap())
         };
         assert_eq!(

@@ -109,6 +109,10 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             ops,
         });
         let model = model.map(SubdevPads::new);
+        let stat = crate::stat::Engine::of(name).map(|e| Arc::new(crate::stat::Stat::new(e)));
+        if let Some(st) = &stat {
+            self.registry.stats.lock().insert(entity, st.clone());
+        }
         if let Some(m) = &model {
             self.registry.pads.lock().insert(entity, m.clone());
         }
@@ -118,7 +122,7 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             num_pads: pads.len(),
             pads: model,
             controls: None,
-            stat: crate::stat::Engine::of(name).map(|e| Arc::new(crate::stat::Stat::new(e))),
+            stat,
         });
         entity
     }

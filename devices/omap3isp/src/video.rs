@@ -84,6 +84,8 @@ pub struct IspVideo {
     handles: Mutex<HashMap<u64, Handle>>,
     stream: Mutex<Option<Stream>>,
     notify: Mutex<Option<QueueNotify>>,
+    /// Set at unplug: the hardware is gone, nothing starts again.
+    gone: std::sync::atomic::AtomicBool,
 }
 
 const PAGE_SIZE: u32 = 4096;
@@ -152,6 +154,7 @@ impl IspVideo {
             handles: Mutex::new(HashMap::new()),
             stream: Mutex::new(None),
             notify: Mutex::new(None),
+            gone: Default::default(),
         });
         rt.add_video(entity, Arc::downgrade(&v));
         v
@@ -540,6 +543,12 @@ impl VideoIoctls for IspVideo {
                 return Err(e);
             }
         }
+        // An unplug that overtook this call has torn the hardware down: the stream it started
+        // produces nothing.
+        if self.gone.load(std::sync::atomic::Ordering::SeqCst) {
+            self.stop_streaming(fh);
+            self.pads.stop_stream(&pipe);
+        }
         Ok(())
     }
 
@@ -566,6 +575,7 @@ impl VideoIoctls for IspVideo {
     /// `vb2_video_unregister_device`: streaming stops and every queue is released now, so a
     /// blocked DQBUF wakes to find the queue not streaming (EINVAL).
     fn unplugged(&self) {
+        self.gone.store(true, std::sync::atomic::Ordering::SeqCst);
         let fhs: Vec<u64> = self.handles.lock().keys().copied().collect();
         for &fh in &fhs {
             self.stop_streaming(fh);

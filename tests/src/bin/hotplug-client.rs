@@ -5,6 +5,8 @@
 //!   hotplug-client close-orders                    every close order of handles kept across unplug
 //!   hotplug-client stress CYCLES THREADS           random open/ioctl/close across unplug/replug cycles
 //!   hotplug-client stale PATH                      unplug with PATH open, then one ioctl and close
+//!   hotplug-client streaming PROFILE               unplug while streaming, with DQBUF and poll blocked
+//!   hotplug-client streamon-race                   unplug while STREAMON is parked at stage "mid"
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
@@ -209,6 +211,233 @@ fn stat_en(fd: &OwnedFd) -> Result<(), Errno> {
     Errno::result(r).map(|_| ())
 }
 
+/// A USERPTR capture on the resizer output of the BeagleBoard-xM recipe at 320x240 UYVY.
+struct Capture {
+    fd: OwnedFd,
+    path: String,
+    bufs: Vec<Vec<u8>>,
+}
+
+const CAP: u32 = ioctl_abi::videodev2::V4L2_BUF_TYPE_VIDEO_CAPTURE;
+const USERPTR: u32 = ioctl_abi::videodev2::V4L2_MEMORY_USERPTR;
+
+fn media_ctl(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("media-ctl")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    expect(out.status.success(), || {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    })
+}
+
+fn vioctl<T>(fd: &OwnedFd, cmd: u32, arg: &mut T) -> Result<(), Errno> {
+    // SAFETY: `arg` is a live struct of the size `cmd` encodes (the callers pair them).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg as *mut T) };
+    Errno::result(r).map(|_| ())
+}
+
+impl Capture {
+    /// Links and formats the recipe, opens the node, S_FMT, REQBUFS(USERPTR, n).
+    fn setup(n: u32) -> Result<Self, String> {
+        use ioctl_abi::videodev2::*;
+        media_ctl(&[
+            "-r",
+            "-l",
+            r#""mt9p031 1-0048":0->"OMAP3 ISP CCDC":0[1], "OMAP3 ISP CCDC":2->"OMAP3 ISP preview":0[1], "OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[1], "OMAP3 ISP resizer":1->"OMAP3 ISP resizer output":0[1]"#,
+        ])?;
+        media_ctl(&[
+            "-V",
+            r#""mt9p031 1-0048":0[SGRBG12 640x480], "OMAP3 ISP CCDC":2[SGRBG10 640x480], "OMAP3 ISP preview":1[UYVY 640x480], "OMAP3 ISP resizer":1[UYVY 320x240]"#,
+        ])?;
+        let out = Command::new("media-ctl")
+            .args(["-e", "OMAP3 ISP resizer output"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let fd = open(&path).map_err(|e| format!("open {path}: {e}"))?;
+        let mut f = v4l2_format::zeroed();
+        f.type_ = CAP;
+        vioctl(&fd, VIDIOC_S_FMT, &mut f).map_err(|e| format!("S_FMT: {e}"))?;
+        let size = f.pix().sizeimage as usize;
+        let mut rb = v4l2_requestbuffers::zeroed();
+        rb.count = n;
+        rb.type_ = CAP;
+        rb.memory = USERPTR;
+        vioctl(&fd, VIDIOC_REQBUFS, &mut rb).map_err(|e| format!("REQBUFS: {e}"))?;
+        let bufs = (0..rb.count).map(|_| vec![0u8; size]).collect();
+        Ok(Self { fd, path, bufs })
+    }
+
+    fn qbuf(&mut self, i: usize) -> Result<(), Errno> {
+        let mut b = ioctl_abi::videodev2::v4l2_buffer::zeroed();
+        b.index = i as u32;
+        b.type_ = CAP;
+        b.memory = USERPTR;
+        b.m = self.bufs[i].as_mut_ptr() as u64;
+        b.length = self.bufs[i].len() as u32;
+        vioctl(&self.fd, ioctl_abi::videodev2::VIDIOC_QBUF, &mut b)
+    }
+
+    fn stream(&self, cmd: u32) -> Result<(), Errno> {
+        let mut t: u32 = CAP;
+        vioctl(&self.fd, cmd, &mut t)
+    }
+}
+
+fn dqbuf(fd: &OwnedFd) -> Result<ioctl_abi::videodev2::v4l2_buffer, Errno> {
+    let mut b = ioctl_abi::videodev2::v4l2_buffer::zeroed();
+    b.type_ = CAP;
+    b.memory = USERPTR;
+    vioctl(fd, ioctl_abi::videodev2::VIDIOC_DQBUF, &mut b).map(|_| b)
+}
+
+/// Unplug while an application streams: frames flow, then DQBUF and poll block with no buffer
+/// queued, the device goes, and the blocked calls and the handle behave as the profile says.
+fn streaming(profile: &str, r: &mut Report) {
+    use ioctl_abi::videodev2::{VIDIOC_STREAMOFF, VIDIOC_STREAMON};
+    let mut c = match Capture::setup(3) {
+        Ok(c) => c,
+        Err(e) => return r.check("streaming setup", Err(e)),
+    };
+    r.check("queue 3 USERPTR buffers and STREAMON", {
+        let q = (0..3).try_for_each(|i| c.qbuf(i));
+        let s = c.stream(VIDIOC_STREAMON);
+        expect(q.is_ok() && s.is_ok(), || format!("{q:?} {s:?}"))
+    });
+    r.check(
+        "3 frames come back, sequence growing, written into our memory",
+        {
+            let got: Result<Vec<_>, _> = (0..3).map(|_| dqbuf(&c.fd)).collect();
+            match got {
+                Ok(b) => expect(
+                    b.windows(2).all(|w| w[1].sequence > w[0].sequence)
+                        && c.bufs.iter().all(|m| m.iter().any(|&x| x != 0)),
+                    || {
+                        format!(
+                            "sequences {:?}",
+                            b.iter().map(|b| b.sequence).collect::<Vec<_>>()
+                        )
+                    },
+                ),
+                Err(e) => Err(format!("DQBUF: {e}")),
+            }
+        },
+    );
+    // No buffer queued now: DQBUF and poll block.
+    let fd = c.fd.try_clone().unwrap();
+    let dq = std::thread::spawn(move || dqbuf(&fd).map(|_| ()));
+    let pfd = c.fd.try_clone().unwrap();
+    let poller = std::thread::spawn(move || poll(&pfd, libc::POLLIN, 10_000));
+    std::thread::sleep(Duration::from_millis(300));
+    r.check(
+        "DQBUF and poll block with nothing queued",
+        expect(!dq.is_finished() && !poller.is_finished(), || {
+            "a call returned".into()
+        }),
+    );
+    r.check("mcemu ctl unplug", ctl_ok(&["unplug"]).map(|_| ()));
+    let want = if profile == "strict" {
+        Errno::ENODEV
+    } else {
+        Errno::EINVAL
+    };
+    r.check(
+        &format!("{profile}: the blocked DQBUF wakes with {want}"),
+        match wait_for(|| dq.is_finished(), "DQBUF to return") {
+            Ok(()) => {
+                let e = dq.join().unwrap();
+                expect(e == Err(want), || format!("{e:?}"))
+            }
+            Err(e) => Err(e),
+        },
+    );
+    r.check("the parked poll(POLLIN) wakes with ERR|HUP", {
+        let (n, rev) = poller.join().unwrap();
+        let want = libc::POLLERR | libc::POLLHUP;
+        expect(n == 1 && rev == want, || format!("n={n} revents={rev:#x}"))
+    });
+    r.check("QBUF, DQBUF and STREAMOFF after unplug: ENODEV", {
+        let (a, b, s) = (
+            c.qbuf(0),
+            dqbuf(&c.fd).map(|_| ()),
+            c.stream(VIDIOC_STREAMOFF),
+        );
+        expect(
+            a == Err(Errno::ENODEV) && b == Err(Errno::ENODEV) && s == Err(Errno::ENODEV),
+            || format!("{a:?} {b:?} {s:?}"),
+        )
+    });
+    let path = c.path.clone();
+    drop(c);
+    r.check(
+        &format!("close of {path} after unplug, then the instance is released"),
+        {
+            wait_for(
+                || {
+                    let s = summary();
+                    field(&s, "released") == 1 && field(&s, "open_handles") == 0
+                },
+                "release",
+            )
+            .map_err(|e| format!("{e}: {}", summary()))
+        },
+    );
+}
+
+/// Unplug while STREAMON is parked at stage "mid" (past the registered check, holding the
+/// device): the call completes on its own terms, no frame thread survives the instance.
+fn streamon_race(r: &mut Report) {
+    use ioctl_abi::videodev2::VIDIOC_STREAMON;
+    let mut c = match Capture::setup(2) {
+        Ok(c) => c,
+        Err(e) => return r.check("streamon-race setup", Err(e)),
+    };
+    r.check(
+        "queue 2 buffers",
+        (0..2)
+            .try_for_each(|i| c.qbuf(i))
+            .map_err(|e| e.to_string()),
+    );
+    r.check(
+        "arm a breakpoint on STREAMON at mid",
+        ctl_ok(&[
+            "break",
+            "--node",
+            &c.path,
+            "--ioctl",
+            "VIDIOC_STREAMON",
+            "--stage",
+            "mid",
+        ])
+        .map(|_| ()),
+    );
+    let fd = c.fd.try_clone().unwrap();
+    let on = std::thread::spawn(move || {
+        let mut t: u32 = CAP;
+        vioctl(&fd, VIDIOC_STREAMON, &mut t)
+    });
+    r.check(
+        "STREAMON reaches the breakpoint",
+        ctl_ok(&["wait-hit", "--timeout", "10"]).map(|_| ()),
+    );
+    r.check("unplug while it is parked", ctl_ok(&["unplug"]).map(|_| ()));
+    r.check("continue", ctl_ok(&["continue"]).map(|_| ()));
+    r.check("STREAMON ends with EINVAL: unplug released the queue", {
+        let e = on.join().unwrap();
+        expect(e == Err(Errno::EINVAL), || format!("{e:?}"))
+    });
+    r.check("DQBUF after unplug: ENODEV", {
+        let e = dqbuf(&c.fd).map(|_| ());
+        expect(e == Err(Errno::ENODEV), || format!("{e:?}"))
+    });
+    drop(c);
+    r.check("the instance is released after close", {
+        wait_for(|| field(&summary(), "released") == 1, "release")
+            .map_err(|e| format!("{e}: {}", summary()))
+    });
+}
+
 fn errnos(profile: &str, r: &mut Report) {
     let media_errno = if profile == "mainline" {
         Errno::EIO
@@ -241,9 +470,19 @@ fn errnos(profile: &str, r: &mut Report) {
             || "a probe ioctl failed".into(),
         )
     });
-    // Parked pollers: POLLPRI only, which the nodes never report while registered.
-    let (vp, mp) = (v.try_clone().unwrap(), m.try_clone().unwrap());
-    let parked_v = std::thread::spawn(move || poll(&vp, libc::POLLPRI, 10_000));
+    // A parked poller on the media node: POLLPRI, which it never reports while registered.
+    // (A video node that is not streaming answers POLLERR at once, as vb2 does; the streaming
+    // scenario parks a poller there.)
+    r.check(
+        "poll on a video node that is not streaming: POLLERR at once",
+        {
+            let (n, rev) = poll(&v, libc::POLLIN | libc::POLLPRI, 10_000);
+            expect(n == 1 && rev == libc::POLLERR, || {
+                format!("poll {n} revents {rev:#x}")
+            })
+        },
+    );
+    let mp = m.try_clone().unwrap();
     let parked_m = std::thread::spawn(move || poll(&mp, libc::POLLPRI, 10_000));
     std::thread::sleep(Duration::from_millis(200));
     r.check(
@@ -251,8 +490,8 @@ fn errnos(profile: &str, r: &mut Report) {
         expect(!dq.is_finished(), || "DQEVENT returned".into()),
     );
     r.check(
-        "pollers are parked before unplug",
-        expect(!parked_v.is_finished() && !parked_m.is_finished(), || {
+        "the media node's poller is parked before unplug",
+        expect(!parked_m.is_finished(), || {
             "poll(POLLPRI) returned while registered".into()
         }),
     );
@@ -286,8 +525,8 @@ fn errnos(profile: &str, r: &mut Report) {
             format!("{a:?} {b:?}")
         })
     });
-    r.check("parked poll on the video node wakes with ERR|HUP|PRI", {
-        let (n, rev) = parked_v.join().unwrap();
+    r.check("poll on the video node after unplug: ERR|HUP|PRI", {
+        let (n, rev) = poll(&v, libc::POLLPRI, 10_000);
         let want = libc::POLLERR | libc::POLLHUP | libc::POLLPRI;
         expect(n == 1 && rev == want, || {
             format!("poll {n} revents {rev:#x}")
@@ -690,6 +929,11 @@ fn main() {
         Some("selftests") => selftests(num(1, 10), &mut r),
         Some("close-orders") => close_orders(&mut r),
         Some("stress") => stress(num(1, 30), num(2, 4), &mut r),
+        Some("streaming") => streaming(
+            args.get(1).map(String::as_str).unwrap_or("mainline"),
+            &mut r,
+        ),
+        Some("streamon-race") => streamon_race(&mut r),
         Some("stale") => {
             // Open PATH, unplug, use the stale handle once, close it: prints the errno.
             let path = args.get(1).cloned().unwrap_or_else(|| "/dev/media0".into());

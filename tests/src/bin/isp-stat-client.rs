@@ -1,16 +1,18 @@
 //! The statistics engines' private ioctls against a running `mcemu serve` (default graph):
 //!
 //!   isp-stat-client [AEWB_NODE AF_NODE HIST_NODE CCDC_NODE]
+//!   isp-stat-client streaming AEWB_NODE HIST_NODE    (a pipeline through the CCDC is streaming)
 //!
 //! The ioctls a 3A loop issues before streaming: configure, enable, request, with the driver's
-//! corrections and errnos. Prints TAP-like lines; exits 1 on a failure.
+//! corrections and errnos; and while streaming, the events and the statistics data. Prints
+//! TAP-like lines; exits 1 on a failure.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use ioctl_abi::omap3isp::*;
 use mcemu_tests::{expect, Report};
 use nix::errno::Errno;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 fn open(path: &str) -> OwnedFd {
     let fd = nix::fcntl::open(
@@ -53,8 +55,156 @@ fn aewb_config() -> omap3isp_h3a_aewb_config {
     c
 }
 
+/// Waits (10 s at most) for an event on `fd` and dequeues it.
+fn next_event(fd: &OwnedFd) -> Result<ioctl_abi::videodev2::v4l2_event, String> {
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    }];
+    // SAFETY: `p` is a valid array of one pollfd.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 1, 10_000) };
+    if n != 1 {
+        return Err(format!("poll(POLLPRI) returned {n} ({:#x})", p[0].revents));
+    }
+    let mut ev = ioctl_abi::videodev2::v4l2_event::zeroed();
+    ioctl(fd, ioctl_abi::videodev2::VIDIOC_DQEVENT, &mut ev).map_err(|e| e.to_string())?;
+    Ok(ev)
+}
+
+/// STAT_REQ into `buf`; returns the filled struct.
+fn stat_req(fd: &OwnedFd, buf: &mut [u8]) -> Result<omap3isp_stat_data, Errno> {
+    let mut d = omap3isp_stat_data::zeroed();
+    d.buf = buf.as_mut_ptr() as u64;
+    d.buf_size = buf.len() as u32;
+    ioctl(fd, VIDIOC_OMAP3ISP_STAT_REQ, &mut d).map(|_| d)
+}
+
+/// The statistics of a streaming pipeline: each engine's event, then its data.
+fn streaming(aewb: &OwnedFd, hist: &OwnedFd, r: &mut Report) {
+    use ioctl_abi::videodev2::{v4l2_event_subscription, VIDIOC_SUBSCRIBE_EVENT};
+    let mut c = aewb_config();
+    r.check(
+        "AEWB_CFG",
+        ioctl(aewb, VIDIOC_OMAP3ISP_AEWB_CFG, &mut c).map_err(|e| e.to_string()),
+    );
+    let mut h = omap3isp_hist_config::zeroed();
+    h.num_regions = 1;
+    h.hist_bins = 3; // 256 bins
+    h.region[0].h_end = 63;
+    h.region[0].v_end = 31;
+    h.wg = [1; 4];
+    r.check(
+        "HIST_CFG",
+        ioctl(hist, VIDIOC_OMAP3ISP_HIST_CFG, &mut h).map_err(|e| e.to_string()),
+    );
+    for (fd, ty, name) in [
+        (aewb, V4L2_EVENT_OMAP3ISP_AEWB, "AEWB"),
+        (hist, V4L2_EVENT_OMAP3ISP_HIST, "histogram"),
+    ] {
+        let mut sub = v4l2_event_subscription::zeroed();
+        sub.type_ = ty;
+        r.check(
+            &format!("{name}: subscribe to its event"),
+            ioctl(fd, VIDIOC_SUBSCRIBE_EVENT, &mut sub).map_err(|e| e.to_string()),
+        );
+        let mut on = 1u64;
+        r.check(
+            &format!("{name}: STAT_EN"),
+            ioctl(fd, VIDIOC_OMAP3ISP_STAT_EN, &mut on).map_err(|e| e.to_string()),
+        );
+    }
+    let ev = next_event(aewb);
+    r.check(
+        "AEWB: an event arrives while streaming",
+        ev.as_ref().map(|_| ()).map_err(Clone::clone),
+    );
+    let (frame, counter) = ev
+        .map(|e| {
+            let st = omap3isp_stat_event_status::read_from_prefix(&e.u)
+                .map(|(s, _)| s)
+                .unwrap();
+            (st.frame_number, st.config_counter)
+        })
+        .unwrap_or_default();
+    r.check(
+        "AEWB: the event carries the configuration counter",
+        expect(counter == c.config_counter, || {
+            format!("{counter} vs {}", { c.config_counter })
+        }),
+    );
+    let mut small = vec![0u8; c.buf_size as usize - 1];
+    r.check(
+        "AEWB: STAT_REQ into a buffer too small is EINVAL",
+        errno(stat_req(aewb, &mut small).map(|_| ()), Errno::EINVAL),
+    );
+    let mut d = omap3isp_stat_data::zeroed();
+    d.buf = 16; // unmapped
+    d.buf_size = c.buf_size;
+    r.check(
+        "AEWB: STAT_REQ into an unmapped buffer is EFAULT",
+        errno(ioctl(aewb, VIDIOC_OMAP3ISP_STAT_REQ, &mut d), Errno::EFAULT),
+    );
+    let mut buf = vec![0u8; c.buf_size as usize];
+    match stat_req(aewb, &mut buf) {
+        Ok(d) => {
+            r.check(
+                "AEWB: STAT_REQ returns the event's frame, size and counter",
+                expect(
+                    u32::from(d.frame_number) == frame & 0xffff
+                        && d.buf_size == c.buf_size
+                        && d.config_counter == counter
+                        && d.ts.tv_sec > 0,
+                    || {
+                        format!(
+                            "frame {} (event {frame}) size {} counter {}",
+                            { d.frame_number },
+                            { d.buf_size },
+                            { d.config_counter }
+                        )
+                    },
+                ),
+            );
+            // The first window's four colour sums of a 16x16 window subsampled by 2.
+            let sums: Vec<u32> = buf[..16]
+                .chunks(4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+                .collect();
+            r.check(
+                "AEWB: the windows hold sums of the scene's samples",
+                expect(
+                    sums.iter().any(|&s| s > 0) && sums.iter().all(|&s| s <= 64 * 1023),
+                    || format!("{sums:?}"),
+                ),
+            );
+        }
+        Err(e) => r.check("AEWB: STAT_REQ returns data", Err(e.to_string())),
+    }
+    r.check("histogram: an event arrives", next_event(hist).map(|_| ()));
+    let mut hb = vec![0u8; h.buf_size as usize];
+    match stat_req(hist, &mut hb) {
+        Ok(_) => {
+            let total: u64 = hb[..256 * 4 * 4]
+                .chunks(4)
+                .map(|b| u64::from(u32::from_ne_bytes(b.try_into().unwrap())))
+                .sum();
+            r.check(
+                "histogram: the bins count every sample of the 64x32 region",
+                expect(total == 64 * 32, || format!("{total}")),
+            );
+        }
+        Err(e) => r.check("histogram: STAT_REQ returns data", Err(e.to_string())),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("streaming") {
+        let mut r = Report::default();
+        let (aewb, hist) = (open(&args[1]), open(&args[2]));
+        streaming(&aewb, &hist, &mut r);
+        std::process::exit(r.finish());
+    }
     let node = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.into());
     let (aewb, af, hist, ccdc) = (
         open(&node(0, "/dev/v4l-subdev5")),
