@@ -72,6 +72,26 @@ v4l2-ctl -d "$CCDC_OUT" --set-fmt-video width="$RW",height="$RH",pixelformat=BA1
 check "raw: 5 Bayer frames of $RWH in 16-bit containers" test "$(wc -c < /tmp/raw.raw)" -eq $((5 * RW * RH * 2))
 check "raw: samples are 12-bit" sh -c \
   "dd if=/tmp/raw.raw bs=2 count=4096 2>/dev/null | od -An -tu2 -v | tr -s ' ' '\n' | awk 'NF { if (\$1 > 4095) bad=1; if (\$1 > 1023) big=1 } END { exit bad || !big }'"
+
+# Memory to memory: frames a client writes into the resizer input come back scaled.
+RIN=$(media-ctl -e "OMAP3 ISP resizer input")
+check "m2m: media-ctl -r -l resizer input -> resizer -> resizer output" media-ctl -r -l \
+  '"OMAP3 ISP resizer input":0->"OMAP3 ISP resizer":0[1], "OMAP3 ISP resizer":1->"OMAP3 ISP resizer output":0[1]'
+check "m2m: media-ctl -V 640x480 -> 320x240" media-ctl -V '"OMAP3 ISP resizer":0[UYVY 640x480], "OMAP3 ISP resizer":1[UYVY 320x240]'
+# Five frames, each a solid grey of its own level.
+for level in 040 100 140 200 300; do
+  dd if=/dev/zero bs=614400 count=1 2>/dev/null | tr '\000' "\\$level"
+done > /tmp/in.raw
+# The output side loops over the file until the capture side has its five frames.
+v4l2-ctl -d "$RIN" --set-fmt-video-out width=640,height=480,pixelformat=UYVY --stream-out-user \
+  --stream-loop --stream-count=1000 --stream-from=/tmp/in.raw > /tmp/m2m-in.txt 2>&1 &
+IN=$!
+timeout 60 v4l2-ctl -d "$RSZ" --set-fmt-video width=320,height=240,pixelformat=UYVY --stream-user \
+  --stream-count=5 --stream-to=/tmp/out.raw > /tmp/m2m-out.txt 2>&1
+kill $IN 2>/dev/null; wait $IN 2>/dev/null
+check "m2m: 5 frames of 320x240 come out" test "$(wc -c < /tmp/out.raw)" -eq $((5 * 320 * 240 * 2))
+check "m2m: each output frame is its input's grey" sh -c \
+  'for i in 0 1 2 3 4; do dd if=/tmp/out.raw bs=153600 skip=$i count=1 2>/dev/null | od -An -tu1 -v | tr -s " " "\n" | sort -u | grep -v "^$"; done | tr "\n" " " | grep -qx "32 64 96 128 192 "'
 stop
 
 start --board n900

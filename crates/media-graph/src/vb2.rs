@@ -76,6 +76,8 @@ pub struct ActiveBuffer {
     /// older epoch is dropped.
     pub epoch: u64,
     pub length: u32,
+    /// Output buffers: the payload the client queued.
+    pub bytesused: u32,
     pub userptr: u64,
     pub memory: Option<Arc<dyn UserMemory>>,
     pub memory_type: u32,
@@ -506,6 +508,7 @@ impl Queue {
             index,
             epoch: self.epoch,
             length: b.length,
+            bytesused: b.bytesused,
             userptr: b.userptr,
             memory: b.memory.clone(),
             memory_type: self.memory,

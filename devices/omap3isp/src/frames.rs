@@ -478,6 +478,70 @@ pub fn to_memory(img: &Image, pix: &v4l2_pix_format) -> Vec<u8> {
     out
 }
 
+/// Reads a buffer a client queued on a memory input node: raw samples (8-bit, or 16-bit
+/// little-endian containers) or YUV 4:2:2, `bytesperline` apart. Missing bytes read as zero.
+pub fn from_memory(bytes: &[u8], pix: &v4l2_pix_format) -> Image {
+    let (w, h, bpl) = (
+        pix.width as usize,
+        pix.height as usize,
+        pix.bytesperline as usize,
+    );
+    let byte = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let info = crate::pads::FORMATS
+        .iter()
+        .find(|f| f.pixelformat == pix.pixelformat);
+    let code = info.map(|i| i.code).unwrap_or(MEDIA_BUS_FMT_SGRBG10_1X10);
+    if is_yuv(code) {
+        let uyvy = &pix.pixelformat.to_le_bytes() == b"UYVY";
+        let n = w * h;
+        let (mut y, mut u, mut v) = (vec![0u8; n], vec![0u8; n], vec![0u8; n]);
+        for row in 0..h {
+            for x in 0..w {
+                let pair = row * bpl + (x & !1) * 2;
+                let (yy, uu, vv) = if uyvy {
+                    (byte(pair + 1 + (x & 1) * 2), byte(pair), byte(pair + 2))
+                } else {
+                    (byte(pair + (x & 1) * 2), byte(pair + 1), byte(pair + 3))
+                };
+                let i = row * w + x;
+                (y[i], u[i], v[i]) = (yy, uu, vv);
+            }
+        }
+        return Image::Yuv {
+            width: w as u32,
+            height: h as u32,
+            y,
+            u,
+            v,
+        };
+    }
+    let wide = info.is_some_and(|i| i.bpp == 2);
+    let bits = if wide {
+        info.map(|i| i.width).unwrap_or(10)
+    } else {
+        8
+    };
+    let mut data = Vec::with_capacity(w * h);
+    for row in 0..h {
+        for x in 0..w {
+            let v = if wide {
+                let i = row * bpl + x * 2;
+                u16::from_le_bytes([byte(i), byte(i + 1)])
+            } else {
+                u16::from(byte(row * bpl + x))
+            };
+            data.push(v & ((1u16 << bits) - 1));
+        }
+    }
+    Image::Raw {
+        width: w as u32,
+        height: h as u32,
+        bits,
+        code,
+        data,
+    }
+}
+
 /// Whether a bus code carries YUV (the preview's and resizer's outputs).
 pub fn yuv_code(code: u32) -> bool {
     is_yuv(code)

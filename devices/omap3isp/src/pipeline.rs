@@ -51,6 +51,8 @@ pub struct Runtime {
 struct Ctl {
     stop: bool,
     running: bool,
+    /// Memory-to-memory: a node streamed or got a buffer; see whether a frame can run.
+    kicked: bool,
     /// `pipe->frame_number`: -1 at STREAMON, +1 at each frame start.
     frame: i64,
     drops: u64,
@@ -61,6 +63,8 @@ pub struct Pipeline {
     users: Mutex<u32>,
     /// The memory input node of a memory-to-memory pipeline.
     pub input: Mutex<Option<u32>>,
+    /// The capture node.
+    pub output: Mutex<Option<u32>>,
     ctl: Mutex<Ctl>,
     cond: Condvar,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -75,10 +79,18 @@ impl Pipeline {
 
 /// One block of the chain from the source to the capture node.
 struct Step {
+    /// A sensor (the chain starts with its image) rather than a processing block.
+    source: bool,
     name: String,
     /// The source pad the chain leaves through.
     pad: usize,
     state: PadState,
+}
+
+impl Step {
+    fn is_source(&self) -> bool {
+        self.source
+    }
 }
 
 impl Runtime {
@@ -197,6 +209,7 @@ impl Runtime {
             entities,
             users: Mutex::new(1),
             input: Mutex::new(None),
+            output: Mutex::new(None),
             ctl: Mutex::new(Ctl {
                 frame: -1,
                 ..Default::default()
@@ -315,11 +328,13 @@ impl Runtime {
         });
         if capture {
             *p.input.lock() = far;
+            *p.output.lock() = Some(video);
         } else {
-            let Some(_) = far else {
+            let Some(far) = far else {
                 return Err(Errno::EPIPE);
             };
             *p.input.lock() = Some(video);
+            *p.output.lock() = Some(far);
         }
         Ok(())
     }
@@ -373,33 +388,102 @@ impl Runtime {
     }
 
     /// `omap3isp_pipeline_set_stream(CONTINUOUS)` for a sensor pipeline: starts the frame
-    /// thread, which fills `capture`'s buffers.
+    /// thread, which fills the capture node's buffers. A memory-to-memory pipeline gets a
+    /// thread that runs one frame (SINGLESHOT) whenever both ends stream and have a buffer.
     pub fn start_stream(
         self: &Arc<Self>,
         p: &Arc<Pipeline>,
         dev: Weak<MediaDevice>,
-        capture: u32,
     ) -> Result<(), Errno> {
-        if p.input.lock().is_some() {
-            // Memory-to-memory pipelines start per frame, when both ends have buffers.
-            return Ok(());
-        }
+        let m2m = p.input.lock().is_some();
         {
             let mut c = p.ctl.lock();
             if c.running {
+                c.kicked = true;
+                p.cond.notify_all();
                 return Ok(());
             }
             c.running = true;
             c.stop = false;
+            c.kicked = true;
             c.frame = -1;
         }
         let (rt, pipe) = (Arc::downgrade(self), Arc::downgrade(p));
         let t = std::thread::Builder::new()
             .name("isp-pipeline".into())
-            .spawn(move || stream(rt, pipe, dev, capture))
+            .spawn(move || {
+                if m2m {
+                    singleshot(rt, pipe, dev)
+                } else {
+                    stream(rt, pipe, dev)
+                }
+            })
             .map_err(|_| Errno::ENOMEM)?;
         *p.thread.lock() = Some(t);
         Ok(())
+    }
+
+    /// A buffer was queued on a node of a memory-to-memory pipeline.
+    pub fn kick(&self, p: &Pipeline) {
+        p.ctl.lock().kicked = true;
+        p.cond.notify_all();
+    }
+
+    /// One SINGLESHOT frame if both ends are ready: the input buffer's pixels through the
+    /// blocks into the capture buffer; both buffers complete. False when not ready.
+    fn run_singleshot(&self, graph: &Graph, p: &Pipeline) -> bool {
+        let (Some(input), Some(output)) = (*p.input.lock(), *p.output.lock()) else {
+            return false;
+        };
+        let (Some(iv), Some(ov)) = (self.video(input), self.video(output)) else {
+            return false;
+        };
+        let (Some((ifh, ib, ipix, _)), Some((ofh, ob, opix, field))) =
+            (iv.next_buffer(), ov.next_buffer())
+        else {
+            tracing::trace!(input, output, "single-shot: an end has no buffer");
+            return false;
+        };
+        let frame = {
+            let mut c = p.ctl.lock();
+            c.frame += 1;
+            c.frame as u32
+        };
+        if let Some(ccdc) = graph
+            .entity_by_name(CCDC)
+            .map(|e| e.id)
+            .filter(|c| p.entities.contains(c))
+        {
+            self.event(ccdc, V4L2_EVENT_FRAME_SYNC, 0, &frame.to_ne_bytes());
+        }
+        let len = (ib.bytesused.min(ib.length)) as usize;
+        let bytes = match &ib.memory {
+            Some(m) => m.read(ib.userptr, len).ok(),
+            // MMAP: the daemon keeps no pixels until the buffers are shared memory.
+            None => Some(vec![0; len]),
+        };
+        let data = bytes
+            .map(|b| frames::from_memory(&b, &ipix))
+            .and_then(|img| {
+                let at = graph.remote_of(output, 0)?;
+                let steps = self.chain_to(graph, at.entity, at.index)?;
+                let mut img = img;
+                for s in steps.iter().skip_while(|s| s.is_source()) {
+                    img = self.process(graph, s, &img)?;
+                }
+                Some(frames::to_memory(&img, &opix))
+            });
+        let error = match (&data, &ob.memory) {
+            (Some(d), Some(m)) => m
+                .write(ob.userptr, &d[..d.len().min(ob.length as usize)])
+                .is_err(),
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        let ts = now_ns();
+        iv.complete(ifh, &ib, false, ts, frame, ipix.field);
+        ov.complete(ofh, &ob, error, ts, frame, field);
+        true
     }
 
     /// The blocks from the source to the capture node `video`, with their ACTIVE state now.
@@ -416,19 +500,20 @@ impl Runtime {
         loop {
             let e = graph.entity(at.entity)?;
             if e.kind != EntityKind::Subdev {
-                // A memory input node.
-                return None;
+                // A memory input node feeds the first block.
+                return Some(steps);
             }
             let model = pads.get(&e.id)?;
-            steps.push_front(Step {
-                name: e.name.clone(),
-                pad: at.index as usize,
-                state: model.active_state(),
-            });
             let has_sink = e
                 .pads
                 .first()
                 .is_some_and(|p| p.flags & ioctl_abi::media::MEDIA_PAD_FL_SINK != 0);
+            steps.push_front(Step {
+                source: !has_sink,
+                name: e.name.clone(),
+                pad: at.index as usize,
+                state: model.active_state(),
+            });
             if !has_sink {
                 return Some(steps);
             }
@@ -479,10 +564,28 @@ impl Runtime {
         Some(frames::to_memory(&img, pix))
     }
 
-    /// The image leaving the last of `chain`'s blocks.
+    /// One block's processing of its input image.
+    fn process(&self, graph: &Graph, s: &Step, img: &Image) -> Option<Image> {
+        let out = s.state.fmt[s.pad];
+        Some(match s.name.as_str() {
+            CCDC if s.pad == 1 => frames::ccdc(img, &out, Some(&s.state.crop)),
+            CCDC => frames::ccdc(img, &out, None),
+            PREVIEW => {
+                let id = graph.entity_by_name(PREVIEW)?.id;
+                let b = self.control(id, V4L2_CID_BRIGHTNESS).unwrap_or(0) as i32;
+                let c = self.control(id, V4L2_CID_CONTRAST).unwrap_or(16) as i32;
+                frames::preview(img, &s.state.crop, &out, (b, c))
+            }
+            RESIZER => frames::resizer(img, &s.state.crop, &out),
+            // CCP2 and CSI2a pass the data on.
+            _ => frames::ccdc(img, &out, None),
+        })
+    }
+
+    /// The image leaving the last of `chain`'s blocks (the chain starts at a sensor).
     fn render_steps(&self, graph: &Graph, chain: &VecDeque<Step>, frame: u64) -> Option<Image> {
         let mut steps = chain.iter();
-        let sensor = steps.next()?;
+        let sensor = steps.next().filter(|s| s.source)?;
         let sensor_id = graph.entity_by_name(&sensor.name)?.id;
         let scene = Scene {
             frame,
@@ -491,20 +594,7 @@ impl Runtime {
         };
         let mut img: Image = frames::sensor(&sensor.state.fmt[sensor.pad], &scene);
         for s in steps {
-            let out = s.state.fmt[s.pad];
-            img = match s.name.as_str() {
-                CCDC if s.pad == 1 => frames::ccdc(&img, &out, Some(&s.state.crop)),
-                CCDC => frames::ccdc(&img, &out, None),
-                PREVIEW => {
-                    let id = graph.entity_by_name(PREVIEW)?.id;
-                    let b = self.control(id, V4L2_CID_BRIGHTNESS).unwrap_or(0) as i32;
-                    let c = self.control(id, V4L2_CID_CONTRAST).unwrap_or(16) as i32;
-                    frames::preview(&img, &s.state.crop, &out, (b, c))
-                }
-                RESIZER => frames::resizer(&img, &s.state.crop, &out),
-                // CCP2 and CSI2a pass the data on.
-                _ => frames::ccdc(&img, &out, None),
-            };
+            img = self.process(graph, s, &img)?;
         }
         Some(img)
     }
@@ -543,11 +633,40 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// The thread of a memory-to-memory pipeline: a frame whenever both ends are ready.
+fn singleshot(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
+    loop {
+        let (Some(rt), Some(p)) = (rt.upgrade(), pipe.upgrade()) else {
+            return;
+        };
+        {
+            let mut c = p.ctl.lock();
+            while !c.stop && !c.kicked {
+                p.cond.wait(&mut c);
+            }
+            if c.stop {
+                return;
+            }
+            c.kicked = false;
+        }
+        let Some(dev) = dev.upgrade() else { return };
+        let graph = dev.graph();
+        while rt.run_singleshot(&graph, &p) {
+            if p.ctl.lock().stop {
+                return;
+            }
+        }
+    }
+}
+
 /// The frame thread of a sensor pipeline.
-fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>, capture: u32) {
+fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
     let mut next = Instant::now();
     loop {
         let (Some(rt), Some(p)) = (rt.upgrade(), pipe.upgrade()) else {
+            return;
+        };
+        let Some(capture) = *p.output.lock() else {
             return;
         };
         // Wait for the next frame start, or a stop.
@@ -927,5 +1046,105 @@ mod tests {
             .map(|(d, _)| d.timestamp.tv_sec * 1_000_000 + d.timestamp.tv_usec)
             .collect();
         assert!(ts.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    #[test]
+    fn memory_to_memory_through_the_resizer() {
+        let isp = Isp::new(Board::BeagleboardXm);
+        const RSZ_IN: &str = "OMAP3 ISP resizer input";
+        isp.link((RSZ_IN, 0), (RESIZER, 0), true).unwrap();
+        isp.link((RESIZER, 1), (RSZ_OUT, 0), true).unwrap();
+        isp.set_fmt(RESIZER, 0, MEDIA_BUS_FMT_UYVY8_1X16, 64, 32);
+        isp.set_fmt(RESIZER, 1, MEDIA_BUS_FMT_UYVY8_1X16, 128, 64);
+        let (vin, vout) = (isp.video(RSZ_IN), isp.video(RSZ_OUT));
+        vin.open(1);
+        vout.open(1);
+        let mut f = v4l2_format::zeroed();
+        f.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        let mut p = v4l2_pix_format::zeroed();
+        p.width = 64;
+        p.height = 32;
+        p.pixelformat = ioctl_abi::videodev2::fourcc(b'U', b'Y', b'V', b'Y');
+        f.set_pix(&p);
+        let ipix = vin.s_fmt(1, f).unwrap().pix();
+        let opix = vout.s_fmt(1, capture_fmt()).unwrap().pix();
+        assert_eq!((opix.width, opix.height), (128, 64));
+        let mut r = v4l2_requestbuffers::zeroed();
+        r.count = 1;
+        r.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        r.memory = V4L2_MEMORY_USERPTR;
+        vin.reqbufs(1, r).unwrap();
+        reqbufs(&vout, 1, 1, V4L2_MEMORY_USERPTR).unwrap();
+        // Input: luma rising left to right, neutral chroma.
+        let isz = ipix.sizeimage as usize;
+        let osz = opix.sizeimage as usize;
+        let mut input = vec![0u8; isz + osz];
+        for y in 0..32 {
+            for x in 0..64 {
+                let at = y * ipix.bytesperline as usize + x * 2;
+                input[at] = 128;
+                input[at + 1] = 16 + (x as u8) * 3;
+            }
+        }
+        let mem = Arc::new(Mem(Mutex::new(input)));
+        let m: Arc<dyn UserMemory> = mem.clone();
+        let mut b = v4l2_buffer::zeroed();
+        b.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        b.memory = V4L2_MEMORY_USERPTR;
+        b.m = BASE;
+        b.length = isz as u32;
+        b.bytesused = isz as u32;
+        vin.qbuf(1, b, Some(m.clone())).unwrap();
+        if std::env::var("M2M_CAPTURE_FIRST").is_err() {
+            vin.streamon(1, V4L2_BUF_TYPE_VIDEO_OUTPUT).unwrap();
+        }
+        b.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        b.m = BASE + isz as u64;
+        b.length = osz as u32;
+        b.bytesused = 0;
+        vout.qbuf(1, b, Some(m.clone())).unwrap();
+        // Not streaming on the capture side yet: nothing runs.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut q = v4l2_buffer::zeroed();
+        q.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        q.memory = V4L2_MEMORY_USERPTR;
+        if std::env::var("M2M_CAPTURE_FIRST").is_err() {
+            assert_eq!(vin.dqbuf(1, q, true).result.err(), Some(Errno::EAGAIN));
+        }
+        vout.streamon(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
+        if std::env::var("M2M_CAPTURE_FIRST").is_ok() {
+            vin.streamon(1, V4L2_BUF_TYPE_VIDEO_OUTPUT).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut c = q;
+        c.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        let done = loop {
+            match vout.dqbuf(1, c, true).result {
+                Ok(d) => break d,
+                Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("dqbuf: {e}"),
+            }
+        };
+        assert_eq!((done.sequence, done.bytesused), (0, opix.sizeimage));
+        let back = vin.dqbuf(1, q, true).result.unwrap();
+        assert_eq!(
+            back.sequence, 0,
+            "the input buffer completes with the frame"
+        );
+        // The output is the input scaled 2x: luma still rises left to right.
+        let out = mem.0.lock()[isz..isz + osz].to_vec();
+        let luma = |x: usize| out[10 * opix.bytesperline as usize + x * 2 + 1];
+        assert!(
+            luma(2) < luma(60) && luma(60) < luma(120),
+            "{} {} {}",
+            luma(2),
+            luma(60),
+            luma(120)
+        );
+        vout.streamoff(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
+        vin.streamoff(1, V4L2_BUF_TYPE_VIDEO_OUTPUT).unwrap();
+        assert!(!isp.rt.busy(isp.id(RESIZER)));
     }
 }

@@ -481,10 +481,18 @@ impl VideoIoctls for IspVideo {
         b: v4l2_buffer,
         memory: Option<Arc<dyn UserMemory>>,
     ) -> Result<v4l2_buffer, Errno> {
-        self.with_handle(fh, |h| {
+        let (b, to_driver) = self.with_handle(fh, |h| {
             let prep = Self::prepare_fn(h.fmt.sizeimage);
-            h.queue.qbuf(&b, memory, &prep).map(|(b, _)| b)
-        })
+            h.queue.qbuf(&b, memory, &prep)
+        })?;
+        // `isp_video_buffer_queue`: a memory-to-memory pipeline may be able to run a frame.
+        if to_driver {
+            let pipe = self.stream.lock().as_ref().map(|s| s.pipe.clone());
+            if let Some(p) = pipe.filter(|p| p.input.lock().is_some()) {
+                self.pads.kick(&p);
+            }
+        }
+        Ok(b)
     }
 
     fn dqbuf(&self, fh: u64, b: v4l2_buffer, nonblocking: bool) -> DqResult {
@@ -536,8 +544,11 @@ impl VideoIoctls for IspVideo {
             self.pads.pipeline_stop(&pipe);
             return Err(e);
         }
-        if self.capture {
-            if let Err(e) = self.pads.start_stream(&pipe, self.dev.clone(), self.entity) {
+        // Sensor pipelines start at the capture node's STREAMON; memory-to-memory ones are
+        // armed by either node and run a frame when both are ready.
+        let m2m = pipe.input.lock().is_some();
+        if self.capture || m2m {
+            if let Err(e) = self.pads.start_stream(&pipe, self.dev.clone()) {
                 self.stop_streaming(fh);
                 let _ = self.with_handle(fh, |h| h.queue.streamoff(type_));
                 return Err(e);
