@@ -55,10 +55,12 @@ struct Armed {
 }
 
 /// What `ctl inject` asks for: the next `count` calls of `ioctl` on `node` are delayed by
-/// `delay_ms` and/or answered with the errno named `errno` (e.g. "EIO").
+/// `delay_ms` and/or answered with the errno named `errno` (e.g. "EIO"); or, on a video node's
+/// pipeline, the next `drop_frames` frames are lost and/or the pipeline is stuck for `stall_ms`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FaultSpec {
     pub node: String,
+    #[serde(default)]
     pub ioctl: String,
     #[serde(default)]
     pub errno: Option<String>,
@@ -66,6 +68,17 @@ pub struct FaultSpec {
     pub delay_ms: u64,
     #[serde(default = "one")]
     pub count: u32,
+    #[serde(default)]
+    pub drop_frames: u32,
+    #[serde(default)]
+    pub stall_ms: u64,
+}
+
+impl FaultSpec {
+    /// A fault of the node's pipeline rather than of its ioctls.
+    pub fn is_stream_fault(&self) -> bool {
+        self.drop_frames > 0 || self.stall_ms > 0
+    }
 }
 
 fn one() -> u32 {
@@ -152,6 +165,7 @@ impl Breakpoints {
             errno,
             delay_ms,
             count,
+            ..
         } = spec;
         let (delay_ms, count) = (*delay_ms, *count);
         let cmd = ioctl_by_name(ioctl).ok_or_else(|| format!("unknown ioctl {ioctl:?}"))?;
@@ -290,6 +304,8 @@ mod tests {
         let b = Breakpoints::default();
         assert_eq!(errno_by_name("EIO"), Some(5));
         let spec = |errno: Option<&str>, delay_ms, count| FaultSpec {
+            drop_frames: 0,
+            stall_ms: 0,
             node: "/dev/video0".into(),
             ioctl: "VIDIOC_QUERYCAP".into(),
             errno: errno.map(String::from),

@@ -115,11 +115,12 @@ enum CtlCommand {
     /// Let a parked call go on (by breakpoint id; all of them without one).
     Continue { id: Option<u32> },
     /// Inject a fault into the next COUNT calls of an ioctl on a node: answer with an errno
-    /// and/or delay them. Prints the fault id.
+    /// and/or delay them (prints the fault id). Or, on a video node, into its pipeline: lose
+    /// the next frames, or stop frames for a while (a stuck pipeline).
     Inject {
         #[arg(long)]
         node: String,
-        #[arg(long)]
+        #[arg(long, required_unless_present_any = ["drop_frames", "stall_ms"], default_value = "")]
         ioctl: String,
         /// Errno name to answer with, e.g. EIO or EBUSY.
         #[arg(long)]
@@ -129,6 +130,12 @@ enum CtlCommand {
         delay_ms: u64,
         #[arg(long, default_value_t = 1)]
         count: u32,
+        /// Frames the pipeline of this video node loses next (sequence numbers skip them).
+        #[arg(long, default_value_t = 0)]
+        drop_frames: u32,
+        /// Milliseconds the pipeline of this video node produces nothing (no frame starts).
+        #[arg(long, default_value_t = 0)]
+        stall_ms: u64,
     },
 }
 
@@ -205,6 +212,8 @@ fn main() {
                 errno,
                 delay_ms,
                 count,
+                drop_frames,
+                stall_ms,
             } => control::simple_command(
                 &control,
                 &control::Request::Inject(control::FaultSpec {
@@ -213,6 +222,8 @@ fn main() {
                     errno,
                     delay_ms,
                     count,
+                    drop_frames,
+                    stall_ms,
                 }),
                 false,
             ),

@@ -172,6 +172,20 @@ impl Node {
         }
     }
 
+    /// `ctl inject` on a video node's pipeline: lost frames, a stall.
+    pub fn stream_fault(&self, drop_frames: u32, stall: std::time::Duration) -> Result<(), String> {
+        match &self.handler {
+            Handler::Video(h) => {
+                h.stream_fault(drop_frames, stall);
+                Ok(())
+            }
+            _ => Err(format!(
+                "{} is not a video node: frame faults go to a pipeline's video node",
+                self.path
+            )),
+        }
+    }
+
     /// The driver completed a buffer or cancelled the queue of `fh`: parked DQBUFs try again
     /// (the first one that gets a result is answered), pollers are woken.
     fn queue_changed(&self, fh: u64) {

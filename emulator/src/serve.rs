@@ -390,6 +390,21 @@ impl Control for Daemon {
 
     fn inject(&self, spec: &crate::control::FaultSpec) -> Result<serde_json::Value, String> {
         self.check_node(&spec.node)?;
+        if spec.is_stream_fault() {
+            let node = self
+                .instances
+                .lock()
+                .iter()
+                .flat_map(|i| i.nodes.iter())
+                .find(|n| self.cfg.dev_root.join(&n.name).display().to_string() == spec.node)
+                .and_then(|n| n.node.upgrade())
+                .ok_or_else(|| format!("no node {}", spec.node))?;
+            node.stream_fault(
+                spec.drop_frames,
+                Duration::from_millis(spec.stall_ms.min(600_000)),
+            )?;
+            return Ok(serde_json::json!({ "stream_fault": spec.node }));
+        }
         let id = self.breakpoints.inject(spec)?;
         Ok(serde_json::json!({ "fault": id }))
     }

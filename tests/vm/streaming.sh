@@ -59,6 +59,20 @@ contains "the CCDC sends FRAME_SYNC events while streaming" /tmp/fs.txt "frame_s
 isp-stat-client streaming "$(media-ctl -e "OMAP3 ISP AEWB")" "$(media-ctl -e "OMAP3 ISP histogram")" > /tmp/stat.log 2>&1
 fold_results "statistics while streaming" /tmp/stat.log
 kill "$STREAM"; wait "$STREAM" 2>/dev/null
+# Fault injection into the pipeline: a stuck pipeline shows as a long gap between frames.
+v4l2-ctl -d "$RSZ" --set-fmt-video width="$W",height="$H",pixelformat=UYVY --stream-user \
+  --stream-count=12 --verbose > /tmp/stall.txt 2>&1 &
+STREAM=$!
+sleep 2
+check "ctl inject --stall-ms on the capture node" mcemu ctl inject --node "$RSZ" --stall-ms 3000
+check "ctl inject --drop-frames on the capture node" mcemu ctl inject --node "$RSZ" --drop-frames 2
+wait "$STREAM"
+check "the stall shows as a gap of 3 s between two frames" sh -c \
+  "grep -o 'delta: [0-9.]* ms' /tmp/stall.txt | awk '{ if (\$2 >= 2900) found=1 } END { exit !found }'"
+check "frame faults need a video node" sh -c \
+  "mcemu ctl inject --node $CCDC_SD --drop-frames 1 2>&1 | grep -q 'not a video node'"
+check "ctl inject without --ioctl, --drop-frames or --stall-ms is refused" sh -c \
+  "! mcemu ctl inject --node $RSZ 2>/dev/null"
 check "after STREAMOFF (close) the link can change again" media-ctl -l '"OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[0]'
 
 # The raw path: sensor -> CCDC -> CCDC output, Bayer in 16-bit containers.

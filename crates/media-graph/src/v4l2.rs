@@ -113,6 +113,9 @@ pub trait VideoIoctls: Send + Sync {
         (libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32
     }
     fn set_notify(&self, _notify: QueueNotify) {}
+    /// Fault injection into the node's pipeline: the next `drop_frames` frames are lost, and
+    /// for `stall` no frame starts at all.
+    fn stream_fault(&self, _drop_frames: u32, _stall: std::time::Duration) {}
     /// The device is being unregistered: streaming stops and every queue is released, as
     /// `vb2_video_unregister_device` does.
     fn unplugged(&self) {}

@@ -669,14 +669,27 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
         let Some(capture) = *p.output.lock() else {
             return;
         };
-        // Wait for the next frame start, or a stop.
+        // Wait for the next frame start, or a stop. A stuck pipeline (injected) starts no
+        // frame until the stall ends.
+        let video = rt.video(capture);
         let frame = {
             let mut c = p.ctl.lock();
-            while !c.stop && Instant::now() < next {
-                p.cond.wait_until(&mut c, next);
-            }
-            if c.stop {
-                return;
+            loop {
+                while !c.stop && Instant::now() < next {
+                    p.cond.wait_until(&mut c, next);
+                }
+                if c.stop {
+                    return;
+                }
+                match video.as_ref().and_then(|v| v.stalled_until()) {
+                    Some(until) => {
+                        while !c.stop && Instant::now() < until {
+                            p.cond.wait_until(&mut c, until);
+                        }
+                        next = Instant::now();
+                    }
+                    None => break,
+                }
             }
             c.frame += 1;
             c.frame
@@ -710,8 +723,12 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
             );
             rt.statistics(&graph, &p, frame as u32);
         }
-        let video = rt.video(capture);
-        let filled = video.as_ref().and_then(|v| v.next_buffer());
+        // An injected loss: the frame happened (its number is used) but reaches no buffer.
+        let lost = video.as_ref().is_some_and(|v| v.take_drop());
+        let filled = video
+            .as_ref()
+            .filter(|_| !lost)
+            .and_then(|v| v.next_buffer());
         match (video, filled) {
             (Some(v), Some((fh, active, pix, field))) => {
                 let data = rt.render(&graph, capture, frame as u64, &pix);
@@ -1146,5 +1163,52 @@ mod tests {
         vout.streamoff(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
         vin.streamoff(1, V4L2_BUF_TYPE_VIDEO_OUTPUT).unwrap();
         assert!(!isp.rt.busy(isp.id(RESIZER)));
+    }
+
+    #[test]
+    fn injected_frame_loss_and_stall() {
+        let isp = Isp::new(Board::BeagleboardXm);
+        recipe(&isp, 160, 120);
+        let v = isp.video(RSZ_OUT);
+        v.open(1);
+        let pix = v.s_fmt(1, capture_fmt()).unwrap().pix();
+        reqbufs(&v, 1, 1, V4L2_MEMORY_USERPTR).unwrap();
+        let mem: Arc<dyn UserMemory> = Arc::new(Mem(Mutex::new(vec![0; pix.sizeimage as usize])));
+        let mut b = v4l2_buffer::zeroed();
+        b.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        b.memory = V4L2_MEMORY_USERPTR;
+        b.m = BASE;
+        b.length = pix.sizeimage;
+        let next = |v: &IspVideo| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match v.dqbuf(1, b, true).result {
+                    Ok(d) => return d,
+                    Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Err(e) => panic!("dqbuf: {e}"),
+                }
+            }
+        };
+        v.qbuf(1, b, Some(mem.clone())).unwrap();
+        v.streamon(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
+        let a = next(&v).sequence;
+        // 500 frames lost: the next buffer's sequence jumps past them.
+        v.stream_fault(500, Duration::ZERO);
+        v.qbuf(1, b, Some(mem.clone())).unwrap();
+        let after = next(&v).sequence;
+        assert!(after > a + 500, "{a} -> {after}");
+        // A 400 ms stall: nothing completes meanwhile.
+        let t0 = Instant::now();
+        v.stream_fault(0, Duration::from_millis(400));
+        v.qbuf(1, b, Some(mem.clone())).unwrap();
+        next(&v);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            t0.elapsed()
+        );
+        v.streamoff(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
     }
 }

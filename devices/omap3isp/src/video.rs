@@ -86,6 +86,8 @@ pub struct IspVideo {
     notify: Mutex<Option<QueueNotify>>,
     /// Set at unplug: the hardware is gone, nothing starts again.
     gone: std::sync::atomic::AtomicBool,
+    /// Injected pipeline faults: frames still to lose, and the end of a stall.
+    faults: Mutex<(u32, Option<std::time::Instant>)>,
 }
 
 const PAGE_SIZE: u32 = 4096;
@@ -155,9 +157,33 @@ impl IspVideo {
             stream: Mutex::new(None),
             notify: Mutex::new(None),
             gone: Default::default(),
+            faults: Mutex::new((0, None)),
         });
         rt.add_video(entity, Arc::downgrade(&v));
         v
+    }
+
+    /// Whether an injected stall holds the pipeline until some instant.
+    pub(crate) fn stalled_until(&self) -> Option<std::time::Instant> {
+        let mut f = self.faults.lock();
+        match f.1 {
+            Some(t) if t > std::time::Instant::now() => Some(t),
+            _ => {
+                f.1 = None;
+                None
+            }
+        }
+    }
+
+    /// Takes one injected frame loss, if any is left.
+    pub(crate) fn take_drop(&self) -> bool {
+        let mut f = self.faults.lock();
+        if f.0 > 0 {
+            f.0 -= 1;
+            true
+        } else {
+            false
+        }
     }
 
     fn notify(&self, fh: u64) {
@@ -577,6 +603,14 @@ impl VideoIoctls for IspVideo {
             .get(&fh)
             .map(|h| h.queue.poll())
             .unwrap_or(libc::POLLERR as u32)
+    }
+
+    fn stream_fault(&self, drop_frames: u32, stall: std::time::Duration) {
+        let mut f = self.faults.lock();
+        f.0 = f.0.saturating_add(drop_frames);
+        if !stall.is_zero() {
+            f.1 = Some(std::time::Instant::now() + stall);
+        }
     }
 
     fn set_notify(&self, notify: QueueNotify) {
