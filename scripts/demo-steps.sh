@@ -24,7 +24,24 @@ run media-ctl -d /dev/media0 -r
 run v4l2-ctl -d /dev/video2 -D
 echo; echo "\$ v4l2-compliance -m /dev/media0 | grep Total"
 v4l2-compliance -C never -m /dev/media0 2>&1 | grep "^Total\|^Grand"
-echo "(video nodes: only QUERYCAP so far)"
+if [ "$board" = beagleboard-xm ]; then
+  # The classic recipe: sensor -> CCDC -> preview -> resizer -> memory, then real frames
+  # (v4l2-compliance left the sensor's controls changed: back to the scene).
+  run v4l2-ctl -d "$(media-ctl -d /dev/media0 -e 'mt9p031 1-0048')" --set-ctrl test_pattern=0
+  run media-ctl -d /dev/media0 -r -l '"mt9p031 1-0048":0->"OMAP3 ISP CCDC":0[1], "OMAP3 ISP CCDC":2->"OMAP3 ISP preview":0[1], "OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[1], "OMAP3 ISP resizer":1->"OMAP3 ISP resizer output":0[1]'
+  run media-ctl -d /dev/media0 -V '"mt9p031 1-0048":0[SGRBG12 1280x720], "OMAP3 ISP CCDC":2[SGRBG10 1280x720], "OMAP3 ISP preview":1[UYVY 1280x720], "OMAP3 ISP resizer":1[UYVY 640x360]'
+  dev=$(media-ctl -d /dev/media0 -e "OMAP3 ISP resizer output")
+  run yavta -c10 -u -f UYVY -s 640x360 "$dev"
+  run v4l2-ctl -d "$dev" --set-fmt-video width=640,height=360,pixelformat=UYVY --stream-user --stream-count=8 --stream-to=/tmp/frames.raw
+  dd if=/tmp/frames.raw of=/tmp/frame.raw bs=460800 skip=7 count=1 2>/dev/null
+  run frame2png /tmp/frame.raw 640 360 UYVY /tmp/frame.png
+  if [ -n "${MCEMU_DEMO_OUT:-}" ]; then
+    cp /tmp/frame.png "$MCEMU_DEMO_OUT/frame.png"
+  else
+    # Inside the VM: hand the file to scripts/demo on the host through the console.
+    echo "MCEMU-FILE-BEGIN frame.png"; base64 /tmp/frame.png; echo "MCEMU-FILE-END"
+  fi
+fi
 echo; echo "\$ kill -TERM $pid"
 kill -TERM "$pid"
 wait "$pid"

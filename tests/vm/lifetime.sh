@@ -71,4 +71,9 @@ stop
 MCEMU_SERVE_ARGS="--lifetime registered-bit" sh /mcemu/scripts/examples/unplug-during-ioctl.sh > /tmp/example.out 2>&1
 check "example script: the app's call was answered ENODEV" grep -q "No such device" /tmp/example.out
 check "example script: one use-after-free event recorded" grep -q "uaf_events=1" /tmp/example.out
+sh /mcemu/scripts/examples/unplug-during-dqbuf.sh > /tmp/example-dqbuf.out 2>&1
+check "DQBUF example: yavta's blocked DQBUF returns EINVAL" grep -q "Unable to dequeue buffer: Invalid argument (22)" /tmp/example-dqbuf.out
+check "DQBUF example: no handle left open once yavta exits" grep -q "open_handles=0" /tmp/example-dqbuf.out
+MCEMU_SERVE_ARGS="--errno-profile strict" sh /mcemu/scripts/examples/unplug-during-dqbuf.sh > /tmp/example-dqbuf.out 2>&1
+check "DQBUF example, strict: ENODEV" grep -q "Unable to dequeue buffer: No such device (19)" /tmp/example-dqbuf.out
 finish
