@@ -1033,6 +1033,9 @@ mod tests {
             pads,
             controls,
             stat: None,
+            streaming: None,
+            ccdc_cfg: Default::default(),
+            prev_cfg: Default::default(),
         };
         let node = Node::new(
             "/dev/v4l-subdev2".into(),

@@ -623,6 +623,9 @@ impl NodeRegistrar for Registrar<'_> {
             pads: node.pads.clone(),
             controls: node.controls.clone(),
             stat: node.stat.clone(),
+            streaming: Some(node.streaming_check()),
+            ccdc_cfg: Default::default(),
+            prev_cfg: Default::default(),
         };
         let numbers = self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))?;
         // Events the pipeline raises (the CCDC's FRAME_SYNC, the statistics engines') go to

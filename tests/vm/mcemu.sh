@@ -32,6 +32,20 @@ expect_info() { # board hw_revision
   sed -n '/^Compliance test for device \/dev\/v4l-subdev8/,/^Total for device \/dev\/v4l-subdev8/p' "$out" > /tmp/sensor-compliance.txt
   has_line "$1: that test is VIDIOC_(UN)SUBSCRIBE_EVENT/DQEVENT" /tmp/sensor-compliance.txt "test VIDIOC_(UN)SUBSCRIBE_EVENT/DQEVENT: FAIL"
   has_line "$1: the sensor's extended controls pass" /tmp/sensor-compliance.txt "test VIDIOC_G/S/TRY_EXT_CTRLS: OK"
+  # Video nodes: what fails fails on the real driver too, with no pipeline configured. Formats
+  # and buffer queues are per file handle (a second handle's REQBUFS succeeds where the test
+  # wants EBUSY; S_FMT on one handle does not show in another's G_FMT), and a capture node's
+  # TRY/S_FMT need an enabled link (EINVAL otherwise).
+  for n in 0 1 2 3 4 5 6; do
+    case $n in 0|3|5) want="VIDIOC_S_FMT;VIDIOC_REQBUFS/CREATE_BUFS/QUERYBUF;" ;;
+      *) want="VIDIOC_TRY_FMT;VIDIOC_S_FMT;Scaling;VIDIOC_REQBUFS/CREATE_BUFS/QUERYBUF;" ;; esac
+    got=$(sed -n "/^Compliance test for ispvideo device \/dev\/video$n:/,/^Total for ispvideo device \/dev\/video$n:/p" "$out" \
+      | grep ': FAIL$' | sed 's/^[[:space:]]*test //; s/: FAIL$//' | tr '\n' ';')
+    if [ "$got" = "$want" ]; then ok "$1: /dev/video$n fails only the per-handle tests"
+    else not_ok "$1: /dev/video$n fails only the per-handle tests" "got: $got"; fi
+  done
+  total=$(grep -c "^Total for ispvideo device /dev/video[0-6]: 45, " "$out")
+  check "$1: v4l2-compliance ran its 45 tests on each of the 7 video nodes" test "$total" -eq 7
 }
 
 check_graph() { # NAME [BOARD]: media-ctl -p prints the driver's graph (kernel version lines aside)
@@ -152,6 +166,8 @@ check "the CCDC has no controls (v4l2-ctl -l lists none)" sh -c \
 # The statistics engines' private ioctls, as a 3A loop issues them before streaming.
 isp-stat-client > /tmp/stat.log 2>&1
 fold_results "stat ioctls" /tmp/stat.log
+isp-stat-client cfg /dev/v4l-subdev2 /dev/v4l-subdev3 > /tmp/cfg.log 2>&1
+fold_results "CCDC and preview configuration" /tmp/cfg.log
 check "media-ctl -r" media-ctl -d /dev/media0 -r
 check "media-ctl -V sets the preview sink" media-ctl -d /dev/media0 -V '"OMAP3 ISP preview":0 [fmt:SGRBG10_1X10/1298x969]'
 media-ctl -d /dev/media0 --get-v4l2 '"OMAP3 ISP preview":0' > /tmp/prv.txt

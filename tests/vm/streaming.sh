@@ -58,6 +58,8 @@ timeout 10 v4l2-ctl -d "$CCDC_SD" --wait-for-event=frame_sync > /tmp/fs.txt 2>&1
 contains "the CCDC sends FRAME_SYNC events while streaming" /tmp/fs.txt "frame_sync"
 isp-stat-client streaming "$(media-ctl -e "OMAP3 ISP AEWB")" "$(media-ctl -e "OMAP3 ISP histogram")" > /tmp/stat.log 2>&1
 fold_results "statistics while streaming" /tmp/stat.log
+isp-stat-client cfg "$CCDC_SD" "$(media-ctl -e "OMAP3 ISP preview")" streaming > /tmp/cfg.log 2>&1
+fold_results "CCDC and preview configuration while streaming" /tmp/cfg.log
 kill "$STREAM"; wait "$STREAM" 2>/dev/null
 # Fault injection into the pipeline: a stuck pipeline shows as a long gap between frames.
 v4l2-ctl -d "$RSZ" --set-fmt-video width="$W",height="$H",pixelformat=UYVY --stream-user \

@@ -2,6 +2,7 @@
 //! (`MEDIA_IOC_DEVICE_INFO`, omap3isp.md §5), the media graph ([`topology`]) and the blocks'
 //! link rules ([`links`]).
 
+pub mod cfg;
 pub mod controls;
 pub mod et8ek8;
 pub mod frames;

@@ -4,6 +4,8 @@ use ioctl_abi::subdev::v4l2_subdev_capability;
 use ioctl_abi::videodev2::*;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use ioctl_abi::subdev::*;
 use media_graph::controls::Controls;
 use media_graph::SubdevIoctls;
@@ -23,6 +25,11 @@ pub struct IspSubdev {
     pub controls: Option<Arc<Controls>>,
     /// The statistics engines' private ioctls (AEWB, AF, histogram).
     pub stat: Option<Arc<crate::stat::Stat>>,
+    /// Whether the block is part of a streaming pipeline.
+    pub streaming: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// CCDC_CFG / PRV_CFG parameters.
+    pub ccdc_cfg: Arc<Mutex<crate::cfg::CcdcParams>>,
+    pub prev_cfg: Arc<Mutex<crate::cfg::PrevParams>>,
 }
 
 /// `OMAP3ISP_CCDC_NEVENTS`, `STAT_NEVENTS`: per-handle event queue depths.
@@ -84,17 +91,34 @@ impl SubdevIoctls for IspSubdev {
         self.controls.clone()
     }
 
-    /// `core.ioctl`: the statistics engines' private ioctls.
+    /// `core.ioctl`: the CCDC's and the preview's configuration, the statistics engines'
+    /// ioctls; ENOTTY elsewhere.
     fn private_ioctl(
         &self,
         cmd: u32,
         arg: &mut [u8],
         memory: Option<&dyn media_graph::vb2::UserMemory>,
     ) -> Result<i32, Errno> {
-        self.stat
-            .as_ref()
-            .ok_or(Errno::ENOTTY)?
-            .ioctl(cmd, arg, memory)
+        use ioctl_abi::omap3isp::*;
+        use zerocopy::FromBytes;
+        match (self.name.as_str(), cmd) {
+            ("OMAP3 ISP CCDC", VIDIOC_OMAP3ISP_CCDC_CFG) => {
+                let c =
+                    omap3isp_ccdc_update_config::read_from_bytes(arg).map_err(|_| Errno::EFAULT)?;
+                let streaming = self.streaming.as_ref().is_some_and(|f| f());
+                crate::cfg::ccdc_config(&self.ccdc_cfg, &c, memory, streaming).map(|_| 0)
+            }
+            ("OMAP3 ISP preview", VIDIOC_OMAP3ISP_PRV_CFG) => {
+                let c =
+                    omap3isp_prev_update_config::read_from_bytes(arg).map_err(|_| Errno::EFAULT)?;
+                crate::cfg::preview_config(&self.prev_cfg, &c, memory).map(|_| 0)
+            }
+            _ => self
+                .stat
+                .as_ref()
+                .ok_or(Errno::ENOTTY)?
+                .ioctl(cmd, arg, memory),
+        }
     }
 
     fn open(&self, fh: u64) {
@@ -235,6 +259,19 @@ impl SubdevIoctls for IspSubdev {
     ) -> Result<v4l2_subdev_selection, Errno> {
         let pads = self.selection_pads()?;
         self.check(s.which, s.pad)?;
+        // The CCDC's and the preview's crop cannot change while they stream (TRY included:
+        // the drivers check their state first); the resizer's can.
+        let crop_pad = match self.name.as_str() {
+            "OMAP3 ISP CCDC" => Some(1),
+            "OMAP3 ISP preview" => Some(0),
+            _ => None,
+        };
+        if s.target == ioctl_abi::videodev2::V4L2_SEL_TGT_CROP
+            && crop_pad == Some(s.pad)
+            && self.streaming.as_ref().is_some_and(|f| f())
+        {
+            return Err(Errno::EBUSY);
+        }
         s.reserved = [0; 8];
         s.r = pads.with(fh, s.which, |b, st| {
             b.get_selection(st, s.pad as usize, s.target)
@@ -249,6 +286,19 @@ impl SubdevIoctls for IspSubdev {
     ) -> Result<v4l2_subdev_selection, Errno> {
         let pads = self.selection_pads()?;
         self.check(s.which, s.pad)?;
+        // The CCDC's and the preview's crop cannot change while they stream (TRY included:
+        // the drivers check their state first); the resizer's can.
+        let crop_pad = match self.name.as_str() {
+            "OMAP3 ISP CCDC" => Some(1),
+            "OMAP3 ISP preview" => Some(0),
+            _ => None,
+        };
+        if s.target == ioctl_abi::videodev2::V4L2_SEL_TGT_CROP
+            && crop_pad == Some(s.pad)
+            && self.streaming.as_ref().is_some_and(|f| f())
+        {
+            return Err(Errno::EBUSY);
+        }
         s.reserved = [0; 8];
         s.r = pads.with(fh, s.which, |b, st| {
             b.set_selection(st, s.pad as usize, s.target, s.flags, s.r)
@@ -286,6 +336,9 @@ mod tests {
             pads: None,
             controls: None,
             stat: None,
+            streaming: None,
+            ccdc_cfg: Default::default(),
+            prev_cfg: Default::default(),
         };
         assert_eq!(s.querycap().unwrap().version, 0x060100);
         let mut sub = v4l2_event_subscription::zeroed();
@@ -303,6 +356,9 @@ mod tests {
             pads: None,
             controls: None,
             stat: None,
+            streaming: None,
+            ccdc_cfg: Default::default(),
+            prev_cfg: Default::default(),
         };
         assert!(!p.has_events(), "no events without the control handler");
         assert_eq!(p.subscribe_event(&sub), Err(Errno::ENOTTY));

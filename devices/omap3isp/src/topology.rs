@@ -41,6 +41,16 @@ pub struct SubdevInfo {
     pub controls: Option<Arc<media_graph::controls::Controls>>,
     /// A statistics engine's private-ioctl state.
     pub stat: Option<Arc<crate::stat::Stat>>,
+    /// Pipelines and the rest of the ISP's run-time state.
+    pub runtime: std::sync::Weak<crate::pipeline::Runtime>,
+}
+
+impl SubdevInfo {
+    /// Whether this block belongs to a started pipeline now.
+    pub fn streaming_check(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let (rt, entity) = (self.runtime.clone(), self.entity);
+        Arc::new(move || rt.upgrade().is_some_and(|r| r.busy(entity)))
+    }
 }
 
 /// Creates device nodes as the graph is built; returns the node's (major, minor).
@@ -123,6 +133,7 @@ impl<R: NodeRegistrar> Builder<'_, R> {
             pads: model,
             controls: None,
             stat,
+            runtime: Arc::downgrade(&self.registry),
         });
         entity
     }

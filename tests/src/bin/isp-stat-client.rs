@@ -2,6 +2,7 @@
 //!
 //!   isp-stat-client [AEWB_NODE AF_NODE HIST_NODE CCDC_NODE]
 //!   isp-stat-client streaming AEWB_NODE HIST_NODE    (a pipeline through the CCDC is streaming)
+//!   isp-stat-client cfg CCDC_NODE PREVIEW_NODE [streaming]   CCDC_CFG and PRV_CFG
 //!
 //! The ioctls a 3A loop issues before streaming: configure, enable, request, with the driver's
 //! corrections and errnos; and while streaming, the events and the statistics data. Prints
@@ -197,8 +198,109 @@ fn streaming(aewb: &OwnedFd, hist: &OwnedFd, r: &mut Report) {
     }
 }
 
+/// VIDIOC_OMAP3ISP_CCDC_CFG and PRV_CFG: what the drivers read through the pointers, and
+/// their errnos. With `streaming`, the CCDC is streaming (its fault pixel table is then EBUSY).
+fn cfg(ccdc: &OwnedFd, preview: &OwnedFd, streaming: bool, r: &mut Report) {
+    let mut bclamp = omap3isp_ccdc_bclamp::zeroed();
+    bclamp.obgain = 1;
+    let mut c = omap3isp_ccdc_update_config::zeroed();
+    c.update = (OMAP3ISP_CCDC_ALAW | OMAP3ISP_CCDC_BLCLAMP) as u16;
+    c.flag = c.update;
+    r.check(
+        "CCDC_CFG: BLCLAMP with a NULL pointer is EFAULT",
+        errno(ioctl(ccdc, VIDIOC_OMAP3ISP_CCDC_CFG, &mut c), Errno::EFAULT),
+    );
+    c.bclamp = bclamp.as_bytes().as_ptr() as u64;
+    r.check(
+        "CCDC_CFG: A-law and a black clamp",
+        ioctl(ccdc, VIDIOC_OMAP3ISP_CCDC_CFG, &mut c).map_err(|e| e.to_string()),
+    );
+    let mut l = omap3isp_ccdc_update_config::zeroed();
+    l.update = OMAP3ISP_CCDC_CONFIG_LSC as u16;
+    r.check(
+        "CCDC_CFG: lens shading needs both LSC bits (EINVAL)",
+        errno(ioctl(ccdc, VIDIOC_OMAP3ISP_CCDC_CFG, &mut l), Errno::EINVAL),
+    );
+    let table = [0u32; 4];
+    let mut fpc = omap3isp_ccdc_fpc::zeroed();
+    fpc.fpnum = 4;
+    // The table address field is 32 bits wide: only a low mapping can be named.
+    let low = low_page();
+    // SAFETY: `low` is a fresh private anonymous mapping of one page, writable.
+    unsafe { std::ptr::copy_nonoverlapping(table.as_ptr() as *const u8, low as *mut u8, 16) };
+    fpc.fpcaddr = low as u32;
+    let mut f = omap3isp_ccdc_update_config::zeroed();
+    f.update = OMAP3ISP_CCDC_FPC as u16;
+    f.flag = OMAP3ISP_CCDC_FPC as u16;
+    f.fpc = fpc.as_bytes().as_ptr() as u64;
+    if streaming {
+        r.check(
+            "CCDC_CFG: the fault pixel table while streaming is EBUSY",
+            errno(ioctl(ccdc, VIDIOC_OMAP3ISP_CCDC_CFG, &mut f), Errno::EBUSY),
+        );
+    } else {
+        r.check(
+            "CCDC_CFG: a fault pixel table of 4 entries",
+            ioctl(ccdc, VIDIOC_OMAP3ISP_CCDC_CFG, &mut f).map_err(|e| e.to_string()),
+        );
+    }
+    let mut p = omap3isp_prev_update_config::zeroed();
+    r.check(
+        "PRV_CFG: update 0 does nothing",
+        ioctl(preview, VIDIOC_OMAP3ISP_PRV_CFG, &mut p).map_err(|e| e.to_string()),
+    );
+    let wb = omap3isp_prev_wbal::zeroed();
+    p.update = OMAP3ISP_PREV_WB | OMAP3ISP_PREV_NF;
+    p.flag = OMAP3ISP_PREV_WB | OMAP3ISP_PREV_NF;
+    p.wbal = wb.as_bytes().as_ptr() as u64;
+    r.check(
+        "PRV_CFG: white balance, noise filter with a NULL pointer (kept data)",
+        ioctl(preview, VIDIOC_OMAP3ISP_PRV_CFG, &mut p).map_err(|e| e.to_string()),
+    );
+    p.nf = 16;
+    r.check(
+        "PRV_CFG: a bad pointer is EFAULT",
+        errno(
+            ioctl(preview, VIDIOC_OMAP3ISP_PRV_CFG, &mut p),
+            Errno::EFAULT,
+        ),
+    );
+    r.check(
+        "PRV_CFG on the CCDC is ENOTTY",
+        errno(ioctl(ccdc, VIDIOC_OMAP3ISP_PRV_CFG, &mut p), Errno::ENOTTY),
+    );
+}
+
+/// One page mapped below 4 GiB (MAP_32BIT).
+fn low_page() -> usize {
+    // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap below 4 GiB");
+    p as usize
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("cfg") {
+        let mut r = Report::default();
+        let (ccdc, preview) = (open(&args[1]), open(&args[2]));
+        cfg(
+            &ccdc,
+            &preview,
+            args.get(3).map(String::as_str) == Some("streaming"),
+            &mut r,
+        );
+        std::process::exit(r.finish());
+    }
     if args.first().map(String::as_str) == Some("streaming") {
         let mut r = Report::default();
         let (aewb, hist) = (open(&args[1]), open(&args[2]));
