@@ -259,19 +259,6 @@ impl SubdevIoctls for IspSubdev {
     ) -> Result<v4l2_subdev_selection, Errno> {
         let pads = self.selection_pads()?;
         self.check(s.which, s.pad)?;
-        // The CCDC's and the preview's crop cannot change while they stream (TRY included:
-        // the drivers check their state first); the resizer's can.
-        let crop_pad = match self.name.as_str() {
-            "OMAP3 ISP CCDC" => Some(1),
-            "OMAP3 ISP preview" => Some(0),
-            _ => None,
-        };
-        if s.target == ioctl_abi::videodev2::V4L2_SEL_TGT_CROP
-            && crop_pad == Some(s.pad)
-            && self.streaming.as_ref().is_some_and(|f| f())
-        {
-            return Err(Errno::EBUSY);
-        }
         s.reserved = [0; 8];
         s.r = pads.with(fh, s.which, |b, st| {
             b.get_selection(st, s.pad as usize, s.target)

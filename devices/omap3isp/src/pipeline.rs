@@ -249,9 +249,16 @@ impl Runtime {
                 let _ = t.join();
             }
         }
-        let drops = p.ctl.lock().drops;
-        if drops > 0 {
-            tracing::debug!(drops, "pipeline stopped");
+        let (frames, drops) = {
+            let c = p.ctl.lock();
+            (c.frame + 1, c.drops)
+        };
+        if frames > 0 {
+            tracing::info!(
+                frames,
+                drops,
+                "pipeline stopped (drops: frames no buffer took)"
+            );
         }
     }
 
@@ -965,6 +972,38 @@ mod tests {
             isp.link((PREVIEW, 1), (RESIZER, 0), false),
             Err(Errno::EBUSY)
         );
+        // The CCDC's and the preview's crop are EBUSY while streaming, the resizer's is not;
+        // reading them is fine.
+        for (name, pad, want) in [
+            (CCDC, 1, Err(Errno::EBUSY)),
+            (PREVIEW, 0, Err(Errno::EBUSY)),
+            (RESIZER, 0, Ok(())),
+        ] {
+            let entity = isp.id(name);
+            let rt = Arc::downgrade(&isp.rt);
+            let sd = crate::nodes::IspSubdev {
+                name: name.into(),
+                kernel_version: 0x070000,
+                num_pads: if name == CCDC { 3 } else { 2 },
+                pads: isp.rt.pads.lock().get(&entity).cloned(),
+                controls: None,
+                stat: None,
+                streaming: Some(Arc::new(move || {
+                    rt.upgrade().is_some_and(|r| r.busy(entity))
+                })),
+                ccdc_cfg: Default::default(),
+                prev_cfg: Default::default(),
+            };
+            let mut sel = v4l2_subdev_selection::zeroed();
+            sel.which = V4L2_SUBDEV_FORMAT_ACTIVE;
+            sel.pad = pad;
+            sel.target = V4L2_SEL_TGT_CROP;
+            let cur = media_graph::SubdevIoctls::get_selection(&sd, 0, sel);
+            assert!(cur.is_ok(), "{name}: reading the crop while streaming");
+            sel.r = cur.unwrap().r;
+            let got = media_graph::SubdevIoctls::set_selection(&sd, 0, sel).map(|_| ());
+            assert_eq!(got, want, "{name} crop while streaming");
+        }
         v.s_fmt(2, capture_fmt()).unwrap();
         reqbufs(&v, 2, 1, V4L2_MEMORY_MMAP).unwrap();
         assert_eq!(v.streamon(2, cap), Err(Errno::EBUSY));
