@@ -2,6 +2,7 @@
 //! userspace through CUSE, for testing V4L2/MC software and hot-unplug without hardware.
 
 mod breakpoints;
+mod buffers;
 mod busfs;
 mod control;
 mod dispatch;

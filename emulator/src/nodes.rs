@@ -209,6 +209,37 @@ impl Node {
         }
     }
 
+    /// `MCEMU_IOC_MMAP` from the preload shim: a grant for the MMAP buffer at the offset, to
+    /// collect on the buffer socket (see `buffers.rs`). Like `vb2_mmap`: EINVAL for no such
+    /// buffer or a mapping larger than it.
+    fn mmap_ioctl(
+        &self,
+        h: &dyn VideoIoctls,
+        round: &mut IoctlRound<'_>,
+        reply: ReplyIoctl,
+        pid: u32,
+    ) {
+        let req = *round.request();
+        let mut m: ioctl_abi::mcemu::mcemu_mmap = match round.inout_struct(req.arg) {
+            Ok(Some(v)) => v,
+            Ok(None) => return reply.retry_round(round),
+            Err(e) => return reply.error(e),
+        };
+        let buffer = match h.mmap_buffer(req.fh, m.offset, m.length, m.vm) {
+            Ok(b) => b,
+            Err(e) => return reply.error(e),
+        };
+        let Some((token, socket)) = crate::buffers::GRANTS.grant(buffer, pid) else {
+            return reply.error(Errno::ENODEV);
+        };
+        m.token = token;
+        m.socket = [0; 108];
+        let path = socket.as_os_str().as_encoded_bytes();
+        let n = path.len().min(107);
+        m.socket[..n].copy_from_slice(&path[..n]);
+        reply.done(0, m.as_bytes());
+    }
+
     /// VIDIOC_DQBUF: answered at once, or parked until a buffer is done, the queue is
     /// cancelled, a signal, or (strict profile) unplug. A second blocking DQBUF on the same
     /// handle gets EBUSY, as vb2's `waiting_in_dqbuf` gives.
@@ -478,6 +509,9 @@ impl Node {
         }
         let mut round = IoctlRound::new(req, memory);
         if let Handler::Video(h) = &self.handler {
+            if req.cmd == ioctl_abi::mcemu::MCEMU_IOC_MMAP {
+                return self.mmap_ioctl(&**h, &mut round, reply, pid);
+            }
             if req.cmd == VIDIOC_DQBUF {
                 // Like any call, DQBUF reaches the driver's objects at stage "mid".
                 let st = CallStages {

@@ -675,6 +675,15 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     });
     daemon.plug()?;
     crate::control::serve(&cfg.control, daemon.clone())?;
+    // MMAP buffers go to the preload shim through a socket next to the control socket.
+    let buffers = cfg
+        .control
+        .parent()
+        .unwrap_or(std::path::Path::new("/run/mcemu"))
+        .join("buffers.sock");
+    if let Err(e) = crate::buffers::GRANTS.serve(&buffers) {
+        tracing::warn!(path = %buffers.display(), error = %e, "no buffer socket: MMAP cannot be mapped");
+    }
     let bus = match &cfg.bus_root {
         Some(p) => Some(
             crate::busfs::mount(p, daemon.clone()).map_err(|e| ServeError::BusFs(p.clone(), e))?,
@@ -688,6 +697,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     drop(bus);
     daemon.shutdown();
     let _ = std::fs::remove_file(&cfg.control);
+    let _ = std::fs::remove_file(&buffers);
     Ok(())
 }
 

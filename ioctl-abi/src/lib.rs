@@ -15,6 +15,7 @@
 //! `tests/layout.rs` compiles a C program against the system's uapi headers and compares the
 //! size of every struct, the offset of every field and every ioctl number with this crate.
 
+pub mod mcemu;
 pub mod media;
 pub mod omap3isp;
 pub mod subdev;

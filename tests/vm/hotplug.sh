@@ -9,7 +9,7 @@ run_client() { # NAME ARGS...: runs hotplug-client against a fresh daemon, folds
   mcemu serve $SERVE_ARGS 2>/tmp/serve-$name.log &
   pid=$!
   if ! mcemu ctl status --wait 30 >/dev/null; then not_ok "$name: daemon ready"; kill $pid; return; fi
-  hotplug-client "$@" > /tmp/client-$name.log 2>&1
+  env ${CLIENT_ENV:-} hotplug-client "$@" > /tmp/client-$name.log 2>&1
   fold_results "$name" /tmp/client-$name.log
   kill -TERM $pid; wait $pid
   check "$name: daemon exits cleanly after the scenario" test $? -eq 0
@@ -25,6 +25,7 @@ for lifetime in devm registered-bit; do
   SERVE_ARGS="--lifetime $lifetime" run_client "streaming-$lifetime" streaming mainline
 done
 SERVE_ARGS="" run_client streamon-race streamon-race
+SERVE_ARGS="" CLIENT_ENV="LD_PRELOAD=/usr/local/lib/libmcemu_preload.so" run_client mmap-unplug mmap-unplug
 SERVE_ARGS="" run_client close-orders close-orders
 SERVE_ARGS="" run_client selftests selftests 10
 SERVE_ARGS="--board n900" run_client stress stress 30 4

@@ -49,7 +49,7 @@ fn check_len(len: usize) -> Result<(), Errno> {
 }
 
 /// The thread group of a thread id, from `/proc/<tid>/status`.
-fn tgid_of(tid: i32) -> Option<i32> {
+pub fn tgid_of(tid: i32) -> Option<i32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status
         .lines()

@@ -113,6 +113,17 @@ pub trait VideoIoctls: Send + Sync {
         (libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32
     }
     fn set_notify(&self, _notify: QueueNotify) {}
+    /// `vb2_mmap`: the MMAP buffer of `fh`'s queue at `offset`, for a mapping of `length`
+    /// with the `MCEMU_VM_*` flags `vm`.
+    fn mmap_buffer(
+        &self,
+        _fh: u64,
+        _offset: u64,
+        _length: u64,
+        _vm: u32,
+    ) -> Result<Arc<crate::vb2::MemfdBuffer>, Errno> {
+        Err(Errno::ENODEV)
+    }
     /// Fault injection into the node's pipeline: the next `drop_frames` frames are lost, and
     /// for `stall` no frame starts at all.
     fn stream_fault(&self, _drop_frames: u32, _stall: std::time::Duration) {}

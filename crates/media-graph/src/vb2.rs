@@ -37,6 +37,74 @@ pub trait UserMemory: Send + Sync {
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
 }
 
+/// An MMAP buffer's memory: a sealed memfd the size of the plane (whole pages), which the
+/// daemon writes with `pwrite` and hands to the client that maps it (through the preload
+/// shim). A client's mapping keeps the memory alive after REQBUFS(0), unplug or the daemon's
+/// exit, as mappings of kernel buffers do.
+pub struct MemfdBuffer {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl MemfdBuffer {
+    pub fn new(len: u32) -> Result<Self, Errno> {
+        use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+        let len = u64::from(len).div_ceil(1 << PAGE_SHIFT) << PAGE_SHIFT;
+        let fd = memfd_create(
+            c"mcemu-vb2",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )?;
+        let file = std::fs::File::from(fd);
+        file.set_len(len).map_err(|_| Errno::ENOMEM)?;
+        // A client may map it but never resize it.
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            nix::fcntl::FcntlArg::F_ADD_SEALS(
+                nix::fcntl::SealFlag::F_SEAL_GROW
+                    | nix::fcntl::SealFlag::F_SEAL_SHRINK
+                    | nix::fcntl::SealFlag::F_SEAL_SEAL,
+            ),
+        )?;
+        Ok(Self { file, len })
+    }
+
+    /// The memfd, to pass to the client that maps the buffer.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl UserMemory for MemfdBuffer {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        use std::os::unix::fs::FileExt;
+        if addr.saturating_add(len as u64) > self.len {
+            return Err(Errno::EFAULT);
+        }
+        let mut v = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut v, addr)
+            .map_err(|_| Errno::EFAULT)?;
+        Ok(v)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        use std::os::unix::fs::FileExt;
+        if addr.saturating_add(data.len() as u64) > self.len {
+            return Err(Errno::EFAULT);
+        }
+        self.file
+            .write_all_at(data, addr)
+            .map_err(|_| Errno::EFAULT)
+    }
+}
+
 /// `enum vb2_buffer_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BufState {
@@ -66,6 +134,8 @@ pub struct Buffer {
     pub sequence: u32,
     /// USERPTR: where the frame goes.
     pub memory: Option<Arc<dyn UserMemory>>,
+    /// MMAP: the buffer's own memory.
+    pub mmap: Option<Arc<MemfdBuffer>>,
 }
 
 /// A buffer the driver is filling: what it needs to write the frame, outside the queue's lock.
@@ -214,14 +284,29 @@ impl Queue {
             self.memory = 0;
             return Err(Errno::ENOMEM);
         }
-        self.alloc(count, size);
+        let count = self.alloc(count, size);
+        if count == 0 {
+            self.memory = 0;
+            return Err(Errno::ENOMEM);
+        }
         req.count = count;
         Ok(req)
     }
 
-    fn alloc(&mut self, count: u32, size: u32) {
+    /// `__vb2_queue_alloc`: MMAP buffers get their memory now (fewer buffers when that runs
+    /// out, ENOMEM for none).
+    fn alloc(&mut self, count: u32, size: u32) -> u32 {
         let first = self.bufs.len() as u32;
         for index in first..first + count {
+            let mmap = if self.memory == V4L2_MEMORY_MMAP {
+                match MemfdBuffer::new(size) {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(_) => return index - first,
+                }
+            } else {
+                None
+            };
+            let memory = mmap.clone().map(|m| -> Arc<dyn UserMemory> { m });
             self.bufs.push(Buffer {
                 index,
                 state: BufState::Dequeued,
@@ -234,9 +319,40 @@ impl Queue {
                 field: V4L2_FIELD_NONE,
                 timestamp_ns: 0,
                 sequence: 0,
-                memory: None,
+                memory,
+                mmap,
             });
         }
+        count
+    }
+
+    /// `vb2_mmap`: the MMAP buffer whose QUERYBUF offset is `offset`, for a shared mapping of
+    /// `length` bytes that fits it, readable for a capture queue, writable for an output queue;
+    /// EINVAL otherwise.
+    pub fn mmap_buffer(
+        &self,
+        offset: u64,
+        length: u64,
+        shared: bool,
+        read: bool,
+        write: bool,
+    ) -> Result<Arc<MemfdBuffer>, Errno> {
+        if self.memory != V4L2_MEMORY_MMAP {
+            return Err(Errno::EINVAL);
+        }
+        if !shared || (self.is_output && !write) || (!self.is_output && !read) {
+            return Err(Errno::EINVAL);
+        }
+        let b = self
+            .bufs
+            .iter()
+            .find(|b| u64::from(b.offset) == offset)
+            .ok_or(Errno::EINVAL)?;
+        let m = b.mmap.clone().ok_or(Errno::EINVAL)?;
+        if length == 0 || length > m.len() {
+            return Err(Errno::EINVAL);
+        }
+        Ok(m)
     }
 
     /// VIDIOC_CREATE_BUFS: `setup(count, requested size)` checks the format's size.
@@ -273,7 +389,10 @@ impl Queue {
         if self.bufs.is_empty() {
             self.memory = c.memory;
         }
-        self.alloc(count, size);
+        let count = self.alloc(count, size);
+        if count == 0 {
+            return Err(Errno::ENOMEM);
+        }
         c.count = count;
         Ok(c)
     }
@@ -362,7 +481,11 @@ impl Queue {
             buf.length = b.length;
             buf.memory = Some(mem);
         }
-        let mut flags = b.flags & !MASK_FLAGS & !V4L2_BUF_FLAG_TSTAMP_SRC_MASK;
+        // No cache hints on this queue: set_buffer_cache_hints clears them.
+        let mut flags = b.flags
+            & !MASK_FLAGS
+            & !V4L2_BUF_FLAG_TSTAMP_SRC_MASK
+            & !(V4L2_BUF_FLAG_NO_CACHE_INVALIDATE | V4L2_BUF_FLAG_NO_CACHE_CLEAN);
         if is_output {
             flags &= !V4L2_BUF_FLAG_TIMECODE;
             buf.field = b.field;

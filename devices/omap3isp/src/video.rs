@@ -613,6 +613,25 @@ impl VideoIoctls for IspVideo {
         }
     }
 
+    fn mmap_buffer(
+        &self,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        vm: u32,
+    ) -> Result<Arc<media_graph::vb2::MemfdBuffer>, Errno> {
+        use ioctl_abi::mcemu::*;
+        self.with_handle(fh, |h| {
+            h.queue.mmap_buffer(
+                offset,
+                length,
+                vm & MCEMU_VM_SHARED != 0,
+                vm & MCEMU_VM_READ != 0,
+                vm & MCEMU_VM_WRITE != 0,
+            )
+        })
+    }
+
     fn set_notify(&self, notify: QueueNotify) {
         *self.notify.lock() = Some(notify);
     }

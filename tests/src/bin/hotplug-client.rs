@@ -7,6 +7,7 @@
 //!   hotplug-client stale PATH                      unplug with PATH open, then one ioctl and close
 //!   hotplug-client streaming PROFILE               unplug while streaming, with DQBUF and poll blocked
 //!   hotplug-client streamon-race                   unplug while STREAMON is parked at stage "mid"
+//!   hotplug-client mmap-unplug                     unplug with MMAP buffers mapped (LD_PRELOAD the shim)
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
@@ -430,6 +431,109 @@ fn streamon_race(r: &mut Report) {
     r.check("DQBUF after unplug: ENODEV", {
         let e = dqbuf(&c.fd).map(|_| ());
         expect(e == Err(Errno::ENODEV), || format!("{e:?}"))
+    });
+    drop(c);
+    r.check("the instance is released after close", {
+        wait_for(|| field(&summary(), "released") == 1, "release")
+            .map_err(|e| format!("{e}: {}", summary()))
+    });
+}
+
+/// Unplug while MMAP buffers are mapped (through the preload shim): the mappings stay readable
+/// with the last frame in them, new mappings and ioctls fail, munmap and close work.
+fn mmap_unplug(r: &mut Report) {
+    use ioctl_abi::videodev2::*;
+    let c = match Capture::setup(0) {
+        Ok(c) => c,
+        Err(e) => return r.check("mmap setup", Err(e)),
+    };
+    let mut rb = v4l2_requestbuffers::zeroed();
+    rb.count = 2;
+    rb.type_ = CAP;
+    rb.memory = V4L2_MEMORY_MMAP;
+    r.check(
+        "REQBUFS 2 MMAP",
+        vioctl(&c.fd, VIDIOC_REQBUFS, &mut rb).map_err(|e| e.to_string()),
+    );
+    let mut maps = Vec::new();
+    for i in 0..rb.count {
+        let mut b = v4l2_buffer::zeroed();
+        b.index = i;
+        b.type_ = CAP;
+        b.memory = V4L2_MEMORY_MMAP;
+        if vioctl(&c.fd, VIDIOC_QUERYBUF, &mut b).is_err() {
+            return r.check("QUERYBUF", Err("failed".into()));
+        }
+        // SAFETY: a shared read-only mapping of the buffer QUERYBUF describes; unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                b.length as usize,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                c.fd.as_raw_fd(),
+                b.m as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return r.check(
+                "mmap of the buffers (is the shim preloaded?)",
+                Err(std::io::Error::last_os_error().to_string()),
+            );
+        }
+        maps.push((p as *const u8, b.length as usize, b.m));
+        vioctl(&c.fd, VIDIOC_QBUF, &mut b).expect("QBUF");
+    }
+    r.check("both buffers mapped and queued", Ok(()));
+    r.check(
+        "STREAMON",
+        c.stream(VIDIOC_STREAMON).map_err(|e| e.to_string()),
+    );
+    let mut b = v4l2_buffer::zeroed();
+    b.type_ = CAP;
+    b.memory = V4L2_MEMORY_MMAP;
+    let got = vioctl(&c.fd, VIDIOC_DQBUF, &mut b);
+    let (p, len, _) = maps[b.index as usize];
+    // SAFETY: `p` maps `len` readable bytes until the munmap below.
+    let frame = unsafe { std::slice::from_raw_parts(p, len) }.to_vec();
+    r.check("a frame arrives in the mapped buffer", {
+        expect(got.is_ok() && frame.iter().any(|&x| x != 0), || {
+            format!("{got:?}")
+        })
+    });
+    r.check("mcemu ctl unplug", ctl_ok(&["unplug"]).map(|_| ()));
+    r.check("the mapping stays readable after unplug, with its frame", {
+        // SAFETY: as above; the mapping is still ours.
+        let now = unsafe { std::slice::from_raw_parts(p, len) };
+        expect(now == &frame[..], || "the mapped bytes changed".into())
+    });
+    r.check("QBUF after unplug: ENODEV", {
+        let e = vioctl(&c.fd, VIDIOC_QBUF, &mut b);
+        expect(e == Err(Errno::ENODEV), || format!("{e:?}"))
+    });
+    r.check("a new mmap after unplug: ENODEV", {
+        // SAFETY: a request that fails; nothing is mapped.
+        let q = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                c.fd.as_raw_fd(),
+                maps[0].2 as libc::off_t,
+            )
+        };
+        let e = std::io::Error::last_os_error().raw_os_error();
+        expect(q == libc::MAP_FAILED && e == Some(libc::ENODEV), || {
+            format!("{q:?} {e:?}")
+        })
+    });
+    r.check("munmap works", {
+        // SAFETY: unmapping exactly what was mapped above.
+        let ok = maps
+            .iter()
+            .all(|(p, len, _)| unsafe { libc::munmap(*p as *mut _, *len) } == 0);
+        expect(ok, || "munmap failed".into())
     });
     drop(c);
     r.check("the instance is released after close", {
@@ -934,6 +1038,7 @@ fn main() {
             &mut r,
         ),
         Some("streamon-race") => streamon_race(&mut r),
+        Some("mmap-unplug") => mmap_unplug(&mut r),
         Some("stale") => {
             // Open PATH, unplug, use the stale handle once, close it: prints the errno.
             let path = args.get(1).cloned().unwrap_or_else(|| "/dev/media0".into());
