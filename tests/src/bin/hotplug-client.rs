@@ -501,6 +501,21 @@ fn mmap_unplug(r: &mut Report) {
             format!("{got:?}")
         })
     });
+    // REQBUFS(0) with the buffers still mapped: they become orphans (V4L2_BUF_CAP_SUPPORTS_
+    // ORPHANED_BUFS), the mappings stay.
+    r.check("STREAMOFF and REQBUFS(0) while mapped", {
+        let off = c.stream(VIDIOC_STREAMOFF);
+        let mut zero = v4l2_requestbuffers::zeroed();
+        zero.type_ = CAP;
+        zero.memory = V4L2_MEMORY_MMAP;
+        let rq = vioctl(&c.fd, VIDIOC_REQBUFS, &mut zero);
+        expect(off.is_ok() && rq.is_ok(), || format!("{off:?} {rq:?}"))
+    });
+    r.check("the orphaned mapping still holds its frame", {
+        // SAFETY: as above.
+        let now = unsafe { std::slice::from_raw_parts(p, len) };
+        expect(now == &frame[..], || "the mapped bytes changed".into())
+    });
     r.check("mcemu ctl unplug", ctl_ok(&["unplug"]).map(|_| ()));
     r.check("the mapping stays readable after unplug, with its frame", {
         // SAFETY: as above; the mapping is still ours.
