@@ -508,6 +508,19 @@ impl Node {
             return reply.error(e);
         }
         let mut round = IoctlRound::new(req, memory);
+        if req.cmd == ioctl_abi::mcemu::MCEMU_IOC_SETFL {
+            // The preload shim passes on an fcntl(F_SETFL): O_NONBLOCK now counts.
+            return match round.input_struct::<u32>(req.arg) {
+                Ok(Some(flags)) => {
+                    if let Some(st) = self.open.lock().get_mut(&req.fh) {
+                        st.nonblock = flags & libc::O_NONBLOCK as u32 != 0;
+                    }
+                    reply.done(0, &[])
+                }
+                Ok(None) => reply.retry_round(&round),
+                Err(e) => reply.error(e),
+            };
+        }
         if let Handler::Video(h) = &self.handler {
             if req.cmd == ioctl_abi::mcemu::MCEMU_IOC_MMAP {
                 return self.mmap_ioctl(&**h, &mut round, reply, pid);

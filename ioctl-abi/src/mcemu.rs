@@ -34,3 +34,7 @@ impl mcemu_mmap {
 /// An ioctl type byte no kernel driver of these nodes uses.
 pub const MCEMU_IOC_TYPE: u8 = 0xec;
 pub const MCEMU_IOC_MMAP: u32 = iowr(MCEMU_IOC_TYPE, 1, core::mem::size_of::<mcemu_mmap>());
+
+/// `MCEMU_IOC_SETFL`: the shim tells the node about an `fcntl(F_SETFL)` on the descriptor (CUSE
+/// passes the flags of `open()` only). The argument is the new file status flags.
+pub const MCEMU_IOC_SETFL: u32 = crate::iow(MCEMU_IOC_TYPE, 2, core::mem::size_of::<u32>());

@@ -4,7 +4,9 @@
 //! collects the buffer's memfd on the daemon's buffer socket and maps that. Everything else goes
 //! straight to the kernel (raw `mmap` system call, no symbol lookup), so a process without mcemu
 //! descriptors behaves as without the shim. `munmap` needs nothing: the mapping is an ordinary
-//! shared mapping of a memfd.
+//! shared mapping of a memfd. `fcntl(F_SETFL)` on a CUSE node is also told to the node
+//! (`MCEMU_IOC_SETFL`), because CUSE passes only `open()`'s flags and a later `O_NONBLOCK` would
+//! otherwise not make DQBUF/DQEVENT non-blocking.
 
 use std::ffi::c_void;
 use std::io::{IoSliceMut, Write};
@@ -181,6 +183,40 @@ pub unsafe extern "C" fn mmap64(
     unsafe { map(addr, len, prot, flags, fd, off) }
 }
 
+/// `fcntl` through the system call; a successful `F_SETFL` on a CUSE node is passed on to it.
+///
+/// # Safety
+/// As `fcntl(2)`. Declared with one argument after `cmd`: on the Linux x86-64 and AArch64 ABIs
+/// a variadic call passes it in the same register.
+unsafe fn setfl_aware_fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: the arguments go to the system call unchanged; pointer arguments (locks, owner
+    // structs) stay the caller's responsibility as with fcntl(2).
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) } as c_int;
+    if r >= 0 && cmd == libc::F_SETFL && is_cuse_node(fd) {
+        let mut flags = arg as u32;
+        // SAFETY: `flags` is the u32 MCEMU_IOC_SETFL encodes. A node that does not know the
+        // request answers ENOTTY, which changes nothing.
+        unsafe { libc::ioctl(fd, MCEMU_IOC_SETFL as _, &mut flags as *mut u32) };
+    }
+    r
+}
+
+/// # Safety
+/// As `fcntl(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: the caller's contract is fcntl(2)'s.
+    unsafe { setfl_aware_fcntl(fd, cmd, arg) }
+}
+
+/// # Safety
+/// As `fcntl64(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: the caller's contract is fcntl64(2)'s.
+    unsafe { setfl_aware_fcntl(fd, cmd, arg) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +272,25 @@ mod tests {
             )
         };
         assert_eq!(e, libc::MAP_FAILED);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EBADF)
+        );
+    }
+
+    #[test]
+    fn fcntl_passes_through() {
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        let fd = f.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own, then on an invalid one.
+        unsafe {
+            let fl = fcntl(fd, libc::F_GETFL, 0);
+            assert!(fl >= 0);
+            let nb = (fl | libc::O_NONBLOCK) as libc::c_ulong;
+            assert_eq!(fcntl(fd, libc::F_SETFL, nb), 0);
+            assert_ne!(fcntl(fd, libc::F_GETFL, 0) & libc::O_NONBLOCK, 0);
+            assert_eq!(fcntl(-1, libc::F_GETFL, 0), -1);
+        }
         assert_eq!(
             std::io::Error::last_os_error().raw_os_error(),
             Some(libc::EBADF)

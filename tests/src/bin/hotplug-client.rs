@@ -501,6 +501,38 @@ fn mmap_unplug(r: &mut Report) {
             format!("{got:?}")
         })
     });
+    // O_NONBLOCK set with fcntl() after open(): the shim passes it on, so a DQBUF with nothing
+    // queued returns EAGAIN instead of blocking.
+    let mut second = v4l2_buffer::zeroed();
+    second.type_ = CAP;
+    second.memory = V4L2_MEMORY_MMAP;
+    let got2 = vioctl(&c.fd, VIDIOC_DQBUF, &mut second);
+    r.check(
+        "fcntl(F_SETFL, O_NONBLOCK) makes DQBUF with nothing queued EAGAIN",
+        {
+            // SAFETY: F_GETFL/F_SETFL on our descriptor.
+            let set = unsafe {
+                let fl = libc::fcntl(c.fd.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(c.fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK)
+            };
+            let fd = c.fd.try_clone().unwrap();
+            let t = std::thread::spawn(move || {
+                let mut b = v4l2_buffer::zeroed();
+                b.type_ = CAP;
+                b.memory = V4L2_MEMORY_MMAP;
+                vioctl(&fd, VIDIOC_DQBUF, &mut b).map(|_| ())
+            });
+            let waited = wait_for(|| t.is_finished(), "the non-blocking DQBUF");
+            let e = if waited.is_ok() {
+                t.join().unwrap()
+            } else {
+                Ok(())
+            };
+            expect(got2.is_ok() && set == 0 && e == Err(Errno::EAGAIN), || {
+                format!("second DQBUF {got2:?}, F_SETFL {set}, DQBUF {e:?} ({waited:?})")
+            })
+        },
+    );
     // REQBUFS(0) with the buffers still mapped: they become orphans (V4L2_BUF_CAP_SUPPORTS_
     // ORPHANED_BUFS), the mappings stay.
     r.check("STREAMOFF and REQBUFS(0) while mapped", {
