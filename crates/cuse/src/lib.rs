@@ -16,6 +16,7 @@ pub mod memory;
 pub mod reply;
 pub mod request;
 pub mod session;
+pub mod shm;
 pub mod testdev;
 
 pub use ioctl::{IoctlRequest, IoctlRound};

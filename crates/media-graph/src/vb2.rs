@@ -37,71 +37,44 @@ pub trait UserMemory: Send + Sync {
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
 }
 
-/// An MMAP buffer's memory: a sealed memfd the size of the plane (whole pages), which the
-/// daemon writes with `pwrite` and hands to the client that maps it (through the preload
-/// shim). A client's mapping keeps the memory alive after REQBUFS(0), unplug or the daemon's
-/// exit, as mappings of kernel buffers do.
-pub struct MemfdBuffer {
-    file: std::fs::File,
-    len: u64,
-}
+/// An MMAP buffer's memory: shared memory (a sealed memfd, whole pages) that the driver writes
+/// frames into in place and that is handed to the client mapping it (through the preload shim).
+/// A client's mapping keeps the memory alive after REQBUFS(0), unplug or the daemon's exit, as
+/// mappings of kernel buffers do.
+pub struct MemfdBuffer(cuse::shm::SharedMemory);
 
 impl MemfdBuffer {
     pub fn new(len: u32) -> Result<Self, Errno> {
-        use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-        let len = u64::from(len).div_ceil(1 << PAGE_SHIFT) << PAGE_SHIFT;
-        let fd = memfd_create(
-            c"mcemu-vb2",
-            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-        )?;
-        let file = std::fs::File::from(fd);
-        file.set_len(len).map_err(|_| Errno::ENOMEM)?;
-        // A client may map it but never resize it.
-        nix::fcntl::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            nix::fcntl::FcntlArg::F_ADD_SEALS(
-                nix::fcntl::SealFlag::F_SEAL_GROW
-                    | nix::fcntl::SealFlag::F_SEAL_SHRINK
-                    | nix::fcntl::SealFlag::F_SEAL_SEAL,
-            ),
-        )?;
-        Ok(Self { file, len })
+        cuse::shm::SharedMemory::new(len as usize).map(Self)
     }
 
     /// The memfd, to pass to the client that maps the buffer.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.file)
+        self.0.fd()
     }
 
     pub fn len(&self) -> u64 {
-        self.len
+        self.0.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_empty()
+    }
+
+    /// Writes the buffer in place.
+    pub fn fill<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.0.fill(f)
     }
 }
 
 impl UserMemory for MemfdBuffer {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
-        use std::os::unix::fs::FileExt;
-        if addr.saturating_add(len as u64) > self.len {
-            return Err(Errno::EFAULT);
-        }
-        let mut v = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut v, addr)
-            .map_err(|_| Errno::EFAULT)?;
-        Ok(v)
+        self.0
+            .read(usize::try_from(addr).map_err(|_| Errno::EFAULT)?, len)
     }
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
-        use std::os::unix::fs::FileExt;
-        if addr.saturating_add(data.len() as u64) > self.len {
-            return Err(Errno::EFAULT);
-        }
-        self.file
-            .write_all_at(data, addr)
-            .map_err(|_| Errno::EFAULT)
+        self.0
+            .write(usize::try_from(addr).map_err(|_| Errno::EFAULT)?, data)
     }
 }
 
@@ -150,6 +123,8 @@ pub struct ActiveBuffer {
     pub bytesused: u32,
     pub userptr: u64,
     pub memory: Option<Arc<dyn UserMemory>>,
+    /// MMAP: the buffer's memory, to write frames into in place.
+    pub mmap: Option<Arc<MemfdBuffer>>,
     pub memory_type: u32,
 }
 
@@ -634,6 +609,7 @@ impl Queue {
             bytesused: b.bytesused,
             userptr: b.userptr,
             memory: b.memory.clone(),
+            mmap: b.mmap.clone(),
             memory_type: self.memory,
         })
     }

@@ -411,6 +411,22 @@ pub fn resizer(input: &Image, crop: &v4l2_rect, out: &v4l2_mbus_framefmt) -> Ima
 /// apart, padding zeroed. The result is `sizeimage` bytes.
 pub fn to_memory(img: &Image, pix: &v4l2_pix_format) -> Vec<u8> {
     let mut out = vec![0u8; pix.sizeimage as usize];
+    write_into(img, pix, &mut out);
+    out
+}
+
+/// [`to_memory`] into a buffer in place (an MMAP buffer's memory): its first `sizeimage` bytes
+/// (fewer if it is shorter), padding zeroed.
+pub fn write_into(img: &Image, pix: &v4l2_pix_format, buf: &mut [u8]) {
+    let size = pix.sizeimage as usize;
+    if buf.len() < size {
+        let whole = to_memory(img, pix);
+        let n = buf.len();
+        buf.copy_from_slice(&whole[..n]);
+        return;
+    }
+    let out = &mut buf[..size];
+    out.fill(0);
     let bpl = pix.bytesperline as usize;
     let (iw, ih) = img.size();
     let (w, h) = (pix.width.min(iw) as usize, pix.height.min(ih) as usize);
@@ -475,7 +491,6 @@ pub fn to_memory(img: &Image, pix: &v4l2_pix_format) -> Vec<u8> {
             }
         }
     }
-    out
 }
 
 /// Reads a buffer a client queued on a memory input node: raw samples (8-bit, or 16-bit

@@ -558,19 +558,6 @@ impl Runtime {
             .and_then(|c| c.with(|s| s.get(id).map(|c| c.cur)))
     }
 
-    /// Renders one frame through the chain into the node's pixel format.
-    fn render(
-        &self,
-        graph: &Graph,
-        video: u32,
-        frame: u64,
-        pix: &v4l2_pix_format,
-    ) -> Option<Vec<u8>> {
-        let chain = self.chain(graph, video)?;
-        let img = self.render_steps(graph, &chain, frame)?;
-        Some(frames::to_memory(&img, pix))
-    }
-
     /// One block's processing of its input image.
     fn process(&self, graph: &Graph, s: &Step, img: &Image) -> Option<Image> {
         let out = s.state.fmt[s.pad];
@@ -738,16 +725,23 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
             .and_then(|v| v.next_buffer());
         match (video, filled) {
             (Some(v), Some((fh, active, pix, field))) => {
-                let data = rt.render(&graph, capture, frame as u64, &pix);
+                let img = rt
+                    .chain(&graph, capture)
+                    .and_then(|c| rt.render_steps(&graph, &c, frame as u64));
                 drop(graph);
-                let error = match (&data, &active.memory) {
-                    (Some(d), Some(m)) => {
+                let error = match (&img, &active.mmap, &active.memory) {
+                    // MMAP: rendered in place into the shared buffer.
+                    (Some(img), Some(buf), _) => {
+                        buf.fill(|b| frames::write_into(img, &pix, b));
+                        false
+                    }
+                    // USERPTR: into the client's memory.
+                    (Some(img), None, Some(m)) => {
+                        let d = frames::to_memory(img, &pix);
                         let n = d.len().min(active.length as usize);
                         m.write(active.userptr, &d[..n]).is_err()
                     }
-                    // MMAP buffers: bookkeeping only until the buffers are shared memory.
-                    (Some(_), None) => false,
-                    (None, _) => true,
+                    _ => true,
                 };
                 let seq = if field == V4L2_FIELD_NONE {
                     frame as u32

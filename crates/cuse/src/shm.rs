@@ -1,0 +1,136 @@
+//! Shared memory for emulating `mmap` of a CUSE node: a sealed memfd the daemon maps and writes
+//! in place, and hands (as a descriptor) to the client that maps the same pages. CUSE itself
+//! has no `mmap`; a client-side shim maps the descriptor instead.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use parking_lot::Mutex;
+
+/// A shared mapping of a sealed memfd (whole pages).
+pub struct SharedMemory {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    len: usize,
+    /// One daemon-side writer at a time.
+    write: Mutex<()>,
+}
+
+// SAFETY: the mapping is process-wide memory; every access goes through `write`/`read`, which
+// copy under a lock (the client's side of the sharing is another process).
+unsafe impl Send for SharedMemory {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMemory {}
+
+impl SharedMemory {
+    /// `len` rounded up to pages; zero-filled.
+    pub fn new(len: usize) -> Result<Self, Errno> {
+        use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+        let page = 4096;
+        let len = len.max(1).div_ceil(page) * page;
+        let fd = memfd_create(
+            c"mcemu-buffer",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )?;
+        nix::unistd::ftruncate(&fd, len as i64)?;
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FcntlArg::F_ADD_SEALS(
+                nix::fcntl::SealFlag::F_SEAL_GROW
+                    | nix::fcntl::SealFlag::F_SEAL_SHRINK
+                    | nix::fcntl::SealFlag::F_SEAL_SEAL,
+            ),
+        )?;
+        let size = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        // SAFETY: a new shared mapping of the whole memfd, which is `len` bytes long and sealed
+        // against shrinking, so every byte of the mapping stays backed.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                size,
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )?
+        };
+        Ok(Self {
+            fd,
+            ptr: ptr.cast(),
+            len,
+            write: Mutex::new(()),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memfd, for the client that maps it.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Fills the memory in place through `f` (no intermediate copy).
+    pub fn fill<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let _g = self.write.lock();
+        // SAFETY: `ptr` maps `len` writable bytes for the life of `self`; daemon-side access is
+        // serialised by `write`. Clients may read concurrently, as they may read a buffer the
+        // hardware is writing.
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) };
+        f(buf)
+    }
+
+    /// Copies `len` bytes at `offset` out.
+    pub fn read(&self, offset: usize, len: usize) -> Result<Vec<u8>, Errno> {
+        let end = offset.checked_add(len).ok_or(Errno::EFAULT)?;
+        if end > self.len {
+            return Err(Errno::EFAULT);
+        }
+        Ok(self.fill(|b| b[offset..end].to_vec()))
+    }
+
+    /// Copies `data` in at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Errno> {
+        let end = offset.checked_add(data.len()).ok_or(Errno::EFAULT)?;
+        if end > self.len {
+            return Err(Errno::EFAULT);
+        }
+        self.fill(|b| b[offset..end].copy_from_slice(data));
+        Ok(())
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`; no slice into it outlives `fill`.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_in_place_seen_through_the_fd() {
+        let m = SharedMemory::new(5000).unwrap();
+        assert_eq!(m.len(), 8192);
+        m.write(4090, b"hello!").unwrap();
+        m.fill(|b| b[0] = 7);
+        // Another view of the same memfd (as a client's mapping would be) sees the bytes.
+        let f = std::fs::File::from(m.fd().try_clone_to_owned().unwrap());
+        let mut got = [0u8; 6];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut got, 4090).unwrap();
+        assert_eq!(&got, b"hello!");
+        assert_eq!(m.read(0, 1).unwrap(), vec![7]);
+        assert_eq!(m.write(8190, b"abc"), Err(Errno::EFAULT));
+        // The size is sealed.
+        assert!(f.set_len(16384).is_err());
+    }
+}
