@@ -102,6 +102,7 @@ fn bits_of(code: u32) -> u32 {
 
 /// The scene's colour at (x, y) of a `w`x`h` frame, 0..=255 per channel: eight colour bars that
 /// scroll sideways with the frame number, and a white square moving diagonally.
+#[cfg(test)]
 fn scene_rgb(s: &Scene, x: u32, y: u32, w: u32, h: u32) -> [u32; 3] {
     const BARS: [[u32; 3]; 8] = [
         [235, 235, 235],
@@ -139,21 +140,82 @@ fn scene_rgb(s: &Scene, x: u32, y: u32, w: u32, h: u32) -> [u32; 3] {
 }
 
 /// The sensor's output: the scene sampled through its colour filter at `code`'s bit depth.
+/// Equal to sampling [`scene_rgb`] per pixel; computed per bar and per row instead.
 pub fn sensor(fmt: &v4l2_mbus_framefmt, s: &Scene) -> Image {
+    const BARS: [[u32; 3]; 8] = [
+        [235, 235, 235],
+        [235, 235, 16],
+        [16, 235, 235],
+        [16, 235, 16],
+        [235, 16, 235],
+        [235, 16, 16],
+        [16, 16, 235],
+        [16, 16, 16],
+    ];
     let (w, h) = (fmt.width, fmt.height);
     let bits = bits_of(fmt.code);
     let max = (1u32 << bits) - 1;
+    let mono = is_mono(fmt.code);
+    // 8-bit scene value -> sample (gain, then the bit depth).
+    let lut: Vec<u16> = (0..=255u32)
+        .map(|v| (((v * s.gain16 / 16).min(255) * max) / 255) as u16)
+        .collect();
+    let (wu, hu) = (u64::from(w.max(1)), u64::from(h.max(1)));
+    let bar_of_x: Vec<u8> = (0..u64::from(w))
+        .map(|x| {
+            let x = if s.test_pattern != 0 {
+                x
+            } else {
+                (x + s.frame * 4) % wu
+            };
+            ((x * 8) / wu) as u8 % 8
+        })
+        .collect();
+    let side = (wu.min(hu) / 6).max(2);
+    let (bx, by) = (
+        (s.frame * 7) % wu.saturating_sub(side).max(1),
+        (s.frame * 5) % hu.saturating_sub(side).max(1),
+    );
+    let cfa_t: [usize; 4] = [
+        cfa(fmt.code, 0, 0),
+        cfa(fmt.code, 1, 0),
+        cfa(fmt.code, 0, 1),
+        cfa(fmt.code, 1, 1),
+    ];
+    let sample = |rgb: [u32; 3], c: usize| -> u16 {
+        let v = if mono {
+            (rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8
+        } else {
+            rgb[c]
+        };
+        lut[v.min(255) as usize]
+    };
+    let white: [u16; 3] = [0, 1, 2].map(|c| sample([255, 255, 255], c));
     let mut data = Vec::with_capacity((w * h) as usize);
     for y in 0..h {
+        // This row's sample of each bar and colour (the scene's vertical ramp).
+        let ramp = if s.test_pattern != 0 {
+            255
+        } else {
+            64 + (u64::from(y) * 192 / hu) as u32
+        };
+        let row: Vec<[u16; 3]> = BARS
+            .iter()
+            .map(|b| {
+                let rgb = [b[0] * ramp / 255, b[1] * ramp / 255, b[2] * ramp / 255];
+                [0, 1, 2].map(|c| sample(rgb, c))
+            })
+            .collect();
+        let in_square_row = s.test_pattern == 0 && (by..by + side).contains(&u64::from(y));
+        let phase = ((y & 1) * 2) as usize;
         for x in 0..w {
-            let rgb = scene_rgb(s, x, y, w, h);
-            let v = if is_mono(fmt.code) {
-                (rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8
+            let c = cfa_t[phase + (x & 1) as usize];
+            let v = if in_square_row && (bx..bx + side).contains(&u64::from(x)) {
+                white[c]
             } else {
-                rgb[cfa(fmt.code, x, y)]
+                row[bar_of_x[x as usize] as usize][c]
             };
-            let v = (v * s.gain16 / 16).min(255);
-            data.push(((v * max) / 255) as u16);
+            data.push(v);
         }
     }
     Image::Raw {
@@ -295,8 +357,9 @@ pub fn ccdc(input: &Image, out: &v4l2_mbus_framefmt, crop: Option<&v4l2_rect>) -
     scale(&img, out.width, out.height)
 }
 
-/// The preview engine: demosaic (bilinear over the 3x3 neighbourhood) of the crop window,
-/// brightness and contrast on luma, RGB to YUV (BT.601 limited range).
+/// The preview engine: bilinear demosaic of the crop window (each site's own colour, the mean
+/// of its nearest neighbours of the others), brightness and contrast on luma, RGB to YUV
+/// (BT.601 limited range).
 pub fn preview(input: &Image, crop: &v4l2_rect, out: &v4l2_mbus_framefmt, bc: (i32, i32)) -> Image {
     let Image::Raw {
         width: iw,
@@ -308,44 +371,69 @@ pub fn preview(input: &Image, crop: &v4l2_rect, out: &v4l2_mbus_framefmt, bc: (i
     else {
         return scale(input, out.width, out.height);
     };
-    let (iw, ih) = (*iw as i64, *ih as i64);
-    let (w, h) = (
-        crop.width.min(iw.max(0) as u32),
-        crop.height.min(ih.max(0) as u32),
-    );
+    let (iw, ih) = (*iw as usize, *ih as usize);
+    if iw == 0 || ih == 0 {
+        return scale(input, out.width, out.height);
+    }
+    let w = (crop.width as usize).min(iw);
+    let h = (crop.height as usize).min(ih);
+    let (left, top) = (crop.left.max(0) as usize, crop.top.max(0) as usize);
     let shift = bits.saturating_sub(8);
-    let at = |x: i64, y: i64| -> u32 {
-        let x = x.clamp(0, iw - 1);
-        let y = y.clamp(0, ih - 1);
-        u32::from(data[(y * iw + x) as usize]) >> shift
-    };
+    // The input with a one-sample border (edges repeated), so neighbours need no checks.
+    let pw = iw + 2;
+    let mut pad = vec![0u16; pw * (ih + 2)];
+    for y in 0..ih + 2 {
+        let sy = y.saturating_sub(1).min(ih - 1);
+        let src = &data[sy * iw..sy * iw + iw];
+        let row = &mut pad[y * pw..y * pw + pw];
+        row[1..=iw].copy_from_slice(src);
+        row[0] = src[0];
+        row[iw + 1] = src[iw - 1];
+    }
+    let mono = is_mono(*code);
+    let cfa_t = [
+        cfa(*code, 0, 0),
+        cfa(*code, 1, 0),
+        cfa(*code, 0, 1),
+        cfa(*code, 1, 1),
+    ];
     let (brightness, contrast) = bc;
-    let n = (w * h) as usize;
+    let n = w * h;
     let (mut oy, mut ou, mut ov) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for y in 0..h as i64 {
-        let sy = y + crop.top as i64;
-        for x in 0..w as i64 {
-            let sx = x + crop.left as i64;
-            let mut sum = [0u32; 3];
-            let mut cnt = [0u32; 3];
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    let (px, py) = (sx + dx, sy + dy);
-                    if px < 0 || py < 0 || px >= iw || py >= ih {
-                        continue;
-                    }
-                    let c = cfa(*code, px as u32, py as u32);
-                    sum[c] += at(px, py);
-                    cnt[c] += 1;
-                }
+    for y in 0..h {
+        let sy = y + top;
+        if sy >= ih {
+            break;
+        }
+        let (up, mid, down) = ((sy) * pw, (sy + 1) * pw, (sy + 2) * pw);
+        for x in 0..w {
+            let sx = x + left;
+            if sx >= iw {
+                break;
             }
-            let ch = |i: usize| sum[i].checked_div(cnt[i]).unwrap_or(0) as i32;
-            let (r, g, b) = (ch(0), ch(1), ch(2));
-            let (r, g, b) = if is_mono(*code) { (g, g, g) } else { (r, g, b) };
+            let i = sx + 1;
+            let at = |base: usize, dx: isize| i32::from(pad[(base + i).wrapping_add_signed(dx)]);
+            let centre = at(mid, 0);
+            let (r, g, b) = if mono {
+                (centre, centre, centre)
+            } else {
+                let orth = (at(up, 0) + at(down, 0) + at(mid, -1) + at(mid, 1)) / 4;
+                let diag = (at(up, -1) + at(up, 1) + at(down, -1) + at(down, 1)) / 4;
+                let horiz = (at(mid, -1) + at(mid, 1)) / 2;
+                let vert = (at(up, 0) + at(down, 0)) / 2;
+                match cfa_t[(sy & 1) * 2 + (sx & 1)] {
+                    0 => (centre, orth, diag),
+                    2 => (diag, orth, centre),
+                    // Green: red on its row (Gr) or in its column (Gb).
+                    _ if cfa_t[(sy & 1) * 2 + ((sx + 1) & 1)] == 0 => (horiz, centre, vert),
+                    _ => (vert, centre, horiz),
+                }
+            };
+            let (r, g, b) = (r >> shift, g >> shift, b >> shift);
             let yy = (66 * r + 129 * g + 25 * b + 128) >> 8;
             // Contrast in 4.4 fixed point (16 = unity), brightness as an offset.
             let yy = (yy * contrast / 16 + brightness + 16).clamp(16, 235);
@@ -356,9 +444,10 @@ pub fn preview(input: &Image, crop: &v4l2_rect, out: &v4l2_mbus_framefmt, bc: (i
             ov.push(vv.clamp(16, 240) as u8);
         }
     }
+    let (w, h) = if oy.len() == n { (w, h) } else { (0, 0) };
     let img = Image::Yuv {
-        width: w,
-        height: h,
+        width: w as u32,
+        height: h as u32,
         y: oy,
         u: ou,
         v: ov,
@@ -658,5 +747,38 @@ mod tests {
         let first = u16::from_le_bytes([m[0], m[1]]);
         // Test pattern bar 0 is 235/255 of full scale on every filter colour.
         assert_eq!(first, (235 * 1023 / 255) as u16);
+    }
+
+    #[test]
+    fn sensor_equals_sampling_the_scene() {
+        for (code, frame, tp, gain) in [
+            (MEDIA_BUS_FMT_SGRBG12_1X12, 0, 0, 16),
+            (MEDIA_BUS_FMT_SBGGR10_1X10, 37, 0, 24),
+            (MEDIA_BUS_FMT_Y10_1X10, 5, 0, 16),
+            (MEDIA_BUS_FMT_SRGGB8_1X8, 3, 2, 16),
+        ] {
+            let f = fmt(code, 100, 60);
+            let s = Scene {
+                frame,
+                test_pattern: tp,
+                gain16: gain,
+            };
+            let Image::Raw { data, bits, .. } = sensor(&f, &s) else {
+                panic!()
+            };
+            let max = (1u32 << bits) - 1;
+            for y in 0..60 {
+                for x in 0..100 {
+                    let rgb = scene_rgb(&s, x, y, 100, 60);
+                    let v = if is_mono(code) {
+                        (rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8
+                    } else {
+                        rgb[cfa(code, x, y)]
+                    };
+                    let want = ((v * s.gain16 / 16).min(255) * max / 255) as u16;
+                    assert_eq!(data[(y * 100 + x) as usize], want, "{code:#x} ({x},{y})");
+                }
+            }
+        }
     }
 }
