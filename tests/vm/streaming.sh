@@ -90,14 +90,18 @@ fold_results "statistics while streaming" /tmp/stat.log
 isp-stat-client cfg "$CCDC_SD" "$(media-ctl -e "OMAP3 ISP preview")" streaming > /tmp/cfg.log 2>&1
 fold_results "CCDC and preview configuration while streaming" /tmp/cfg.log
 kill "$STREAM"; wait "$STREAM" 2>/dev/null
-# Fault injection into the pipeline: a stuck pipeline shows as a long gap between frames.
+# Fault injection into the pipeline: a stuck pipeline shows as a long gap between frames. The
+# stall is injected once frames flow, and the capture stopped once frames flow again.
+frames_in() { grep -c 'cap dqbuf' /tmp/stall.txt 2>/dev/null || true; }
+wait_frames() { i=0; while [ "$(frames_in)" -lt "$1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done; }
 v4l2-ctl -d "$RSZ" --set-fmt-video width="$W",height="$H",pixelformat=UYVY --stream-user \
-  --stream-count=12 --verbose > /tmp/stall.txt 2>&1 &
+  --stream-count=100000 --verbose > /tmp/stall.txt 2>&1 &
 STREAM=$!
-sleep 2
+wait_frames 3
 check "ctl inject --stall-ms on the capture node" mcemu ctl inject --node "$RSZ" --stall-ms 3000
 check "ctl inject --drop-frames on the capture node" mcemu ctl inject --node "$RSZ" --drop-frames 2
-wait "$STREAM"
+wait_frames $(( $(frames_in) + 3 ))
+kill "$STREAM"; wait "$STREAM" 2>/dev/null
 check "the stall shows as a gap of 3 s between two frames" sh -c \
   "grep -o 'delta: [0-9.]* ms' /tmp/stall.txt | awk '{ if (\$2 >= 2900) found=1 } END { exit !found }'"
 check "frame faults need a video node" sh -c \
