@@ -857,4 +857,96 @@ mod tests {
         c.memory = V4L2_MEMORY_USERPTR;
         assert_eq!(q.create_bufs(c, |_| Ok(1)), Err(Errno::EINVAL));
     }
+
+    /// Random operation sequences (hostile indexes, types, memory, lengths) never panic, and the
+    /// queue's bookkeeping stays consistent: every buffer the driver owns or that is done is
+    /// one buffer in that state, listed once.
+    #[test]
+    fn random_operations_keep_the_queue_consistent() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mem = Arc::new(Mem::default());
+        mem.0.lock().insert(0x1000, vec![0; 1 << 16]);
+        let m: Arc<dyn UserMemory> = mem;
+        let mut q = Queue::new(V4L2_BUF_TYPE_VIDEO_CAPTURE);
+        let mut active: Vec<ActiveBuffer> = Vec::new();
+        for _ in 0..20_000 {
+            let r = next();
+            let memory = [V4L2_MEMORY_MMAP, V4L2_MEMORY_USERPTR, 3, 0][(r >> 8) as usize % 4];
+            let index = (r >> 16) as u32 % 6;
+            let mut b = buf(index, memory);
+            b.m = 0x1000 + ((r >> 24) % 3) * 4096;
+            b.length = [0, 100, 4096, 70_000][(r >> 32) as usize % 4];
+            b.flags = (r >> 40) as u32;
+            if r % 97 == 0 {
+                b.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+            }
+            match r % 11 {
+                0 => {
+                    let _ = q.reqbufs(req((r >> 4) as u32 % 5, memory), |c| {
+                        *c = (*c).min(4);
+                        Ok(1000)
+                    });
+                }
+                1 | 2 => {
+                    let _ = q.qbuf(&b, Some(m.clone()), OK);
+                }
+                3 => {
+                    let _ = q.prepare_buf(&b, Some(m.clone()), OK);
+                }
+                4 | 5 => {
+                    let _ = q.dqbuf(&b, r & 1 == 0);
+                }
+                6 => {
+                    if q.streamon(V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap_or(false) {
+                        q.start();
+                    }
+                }
+                7 => {
+                    let _ = q.streamoff(V4L2_BUF_TYPE_VIDEO_CAPTURE);
+                }
+                8 => {
+                    if let Some(a) = q.next_active() {
+                        active.push(a);
+                    }
+                }
+                9 => {
+                    if let Some(a) = active.pop() {
+                        q.buffer_done(&a, r & 2 == 0, r, r as u32, V4L2_FIELD_NONE);
+                    }
+                }
+                _ => {
+                    let _ = q.querybuf(&b);
+                    let _ = q.mmap_buffer((r >> 4) % 200_000, 1000, true, true, false);
+                }
+            }
+            let n = q.bufs.len();
+            for (list, want) in [
+                (&q.active, &[BufState::Active][..]),
+                (&q.done, &[BufState::Done, BufState::Error][..]),
+            ] {
+                let mut seen = std::collections::HashSet::new();
+                for &i in list.iter() {
+                    assert!((i as usize) < n, "listed buffer {i} of {n}");
+                    assert!(seen.insert(i), "buffer {i} listed twice");
+                    assert!(want.contains(&q.bufs[i as usize].state));
+                }
+            }
+            let listed = q.active.len() + q.done.len();
+            let in_states = q
+                .bufs
+                .iter()
+                .filter(|b| matches!(b.state, BufState::Active | BufState::Done | BufState::Error))
+                .count();
+            assert_eq!(listed, in_states, "every owned or done buffer is listed");
+            if !q.streaming {
+                assert!(q.active.is_empty() && q.done.is_empty());
+            }
+        }
+    }
 }
