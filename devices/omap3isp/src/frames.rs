@@ -100,20 +100,22 @@ fn bits_of(code: u32) -> u32 {
     }
 }
 
+/// The scene's eight colour bars, at limited-range RGB levels.
+const BARS: [[u32; 3]; 8] = [
+    [235, 235, 235],
+    [235, 235, 16],
+    [16, 235, 235],
+    [16, 235, 16],
+    [235, 16, 235],
+    [235, 16, 16],
+    [16, 16, 235],
+    [16, 16, 16],
+];
+
 /// The scene's colour at (x, y) of a `w`x`h` frame, 0..=255 per channel: eight colour bars that
 /// scroll sideways with the frame number, and a white square moving diagonally.
 #[cfg(test)]
 fn scene_rgb(s: &Scene, x: u32, y: u32, w: u32, h: u32) -> [u32; 3] {
-    const BARS: [[u32; 3]; 8] = [
-        [235, 235, 235],
-        [235, 235, 16],
-        [16, 235, 235],
-        [16, 235, 16],
-        [235, 16, 235],
-        [235, 16, 16],
-        [16, 16, 235],
-        [16, 16, 16],
-    ];
     let (w, h) = (w.max(1) as u64, h.max(1) as u64);
     if s.test_pattern != 0 {
         // Test patterns: fixed vertical bars, no motion (what the sensors' generators show).
@@ -142,16 +144,6 @@ fn scene_rgb(s: &Scene, x: u32, y: u32, w: u32, h: u32) -> [u32; 3] {
 /// The sensor's output: the scene sampled through its colour filter at `code`'s bit depth.
 /// Equal to sampling [`scene_rgb`] per pixel; computed per bar and per row instead.
 pub fn sensor(fmt: &v4l2_mbus_framefmt, s: &Scene) -> Image {
-    const BARS: [[u32; 3]; 8] = [
-        [235, 235, 235],
-        [235, 235, 16],
-        [16, 235, 235],
-        [16, 235, 16],
-        [235, 16, 235],
-        [235, 16, 16],
-        [16, 16, 235],
-        [16, 16, 16],
-    ];
     let (w, h) = (fmt.width, fmt.height);
     let bits = bits_of(fmt.code);
     let max = (1u32 << bits) - 1;

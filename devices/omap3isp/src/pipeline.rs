@@ -373,15 +373,10 @@ impl Runtime {
         if graph.entity(source).map(|e| e.kind) != Some(EntityKind::Subdev) {
             return Ok(());
         }
-        let rate = self
-            .controls
-            .lock()
-            .get(&source)
-            .and_then(|c| c.with(|s| s.get(V4L2_CID_PIXEL_RATE).map(|c| c.cur)))
-            .ok_or_else(|| {
-                tracing::warn!("no pixel rate control in the source sub-device");
-                Errno::EINVAL
-            })?;
+        let rate = self.control(source, V4L2_CID_PIXEL_RATE).ok_or_else(|| {
+            tracing::warn!("no pixel rate control in the source sub-device");
+            Errno::EINVAL
+        })?;
         let ccdc = graph.entity_by_name(CCDC).map(|e| e.id);
         if ccdc.is_some_and(|c| p.entities.contains(&c)) {
             let l3 = self.board.l3_ick();
@@ -445,8 +440,7 @@ impl Runtime {
         let (Some(iv), Some(ov)) = (self.video(input), self.video(output)) else {
             return false;
         };
-        let (Some((ifh, ib, ipix, _)), Some((ofh, ob, opix, field))) =
-            (iv.next_buffer(), ov.next_buffer())
+        let (Some((ifh, ib, ipix)), Some((ofh, ob, opix))) = (iv.next_buffer(), ov.next_buffer())
         else {
             tracing::trace!(input, output, "single-shot: an end has no buffer");
             return false;
@@ -489,7 +483,7 @@ impl Runtime {
         };
         let ts = now_ns();
         iv.complete(ifh, &ib, false, ts, frame, ipix.field);
-        ov.complete(ofh, &ob, error, ts, frame, field);
+        ov.complete(ofh, &ob, error, ts, frame, opix.field);
         true
     }
 
@@ -541,10 +535,7 @@ impl Runtime {
             }
         }
         let rate = self
-            .controls
-            .lock()
-            .get(&sensor)
-            .and_then(|c| c.with(|s| s.get(V4L2_CID_PIXEL_RATE).map(|c| c.cur)))
+            .control(sensor, V4L2_CID_PIXEL_RATE)
             .unwrap_or(48_000_000)
             .max(1) as u64;
         let pixels = u64::from(fmt.width) * (u64::from(fmt.height) + 25);
@@ -690,19 +681,13 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
         };
         let Some(dev) = dev.upgrade() else { return };
         let graph = dev.graph();
-        let sensor_fmt = rt
-            .chain(&graph, capture)
-            .and_then(|c| c.front().map(|s| s.state.fmt[s.pad]));
-        let period = sensor_fmt
+        // The blocks' state for this frame: it sets the frame period and renders the frame.
+        let chain = rt.chain(&graph, capture);
+        let period = chain
             .as_ref()
-            .map(|f| {
-                let id = rt
-                    .chain(&graph, capture)
-                    .and_then(|c| c.front().and_then(|s| graph.entity_by_name(&s.name)))
-                    .map(|e| e.id)
-                    .unwrap_or(0);
-                rt.frame_period(id, f)
-            })
+            .and_then(|c| c.front())
+            .and_then(|s| Some((graph.entity_by_name(&s.name)?.id, s.state.fmt[s.pad])))
+            .map(|(id, f)| rt.frame_period(id, &f))
             .unwrap_or(Duration::from_millis(33));
         if let Some(ccdc) = graph
             .entity_by_name(CCDC)
@@ -724,10 +709,10 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
             .filter(|_| !lost)
             .and_then(|v| v.next_buffer());
         match (video, filled) {
-            (Some(v), Some((fh, active, pix, field))) => {
-                let img = rt
-                    .chain(&graph, capture)
-                    .and_then(|c| rt.render_steps(&graph, &c, frame as u64));
+            (Some(v), Some((fh, active, pix))) => {
+                let img = chain
+                    .as_ref()
+                    .and_then(|c| rt.render_steps(&graph, c, frame as u64));
                 drop(graph);
                 let error = match (&img, &active.mmap, &active.memory) {
                     // MMAP: rendered in place into the shared buffer.
@@ -743,12 +728,12 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
                     }
                     _ => true,
                 };
-                let seq = if field == V4L2_FIELD_NONE {
+                let seq = if pix.field == V4L2_FIELD_NONE {
                     frame as u32
                 } else {
                     (frame / 2) as u32
                 };
-                v.complete(fh, &active, error, now_ns(), seq, field);
+                v.complete(fh, &active, error, now_ns(), seq, pix.field);
             }
             _ => {
                 drop(graph);

@@ -194,7 +194,7 @@ impl IspVideo {
     }
 
     /// The streaming handle's oldest queued buffer, with the format to write it in.
-    pub(crate) fn next_buffer(&self) -> Option<(u64, ActiveBuffer, v4l2_pix_format, u32)> {
+    pub(crate) fn next_buffer(&self) -> Option<(u64, ActiveBuffer, v4l2_pix_format)> {
         let (fh, fmt) = {
             let s = self.stream.lock();
             let s = s.as_ref()?;
@@ -202,7 +202,7 @@ impl IspVideo {
         };
         let h = self.handles.lock();
         let a = h.get(&fh)?.queue.next_active()?;
-        Some((fh, a, fmt, fmt.field))
+        Some((fh, a, fmt))
     }
 
     /// `omap3isp_video_buffer_next`: the buffer is done (or failed), the handle is woken.
