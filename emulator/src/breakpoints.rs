@@ -112,6 +112,9 @@ struct Inner {
 pub struct Breakpoints {
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// Armed breakpoints plus injected faults, kept under `inner`'s lock: every ioctl round
+    /// asks at several stages, and with nothing set it must not take the daemon-wide lock.
+    set: std::sync::atomic::AtomicUsize,
 }
 
 /// The ioctl number for a name like `VIDIOC_QUERYCAP` or `MEDIA_IOC_DEVICE_INFO`.
@@ -134,6 +137,18 @@ fn ioctl_name(cmd: u32) -> String {
 }
 
 impl Breakpoints {
+    /// Call with `inner` locked after changing its lists.
+    fn count(&self, g: &Inner) {
+        self.set.store(
+            g.armed.len() + g.faults.len(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    fn none_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+
     pub fn arm(&self, node: &str, ioctl: &str, stage: Stage) -> Result<u32, String> {
         let cmd = ioctl_by_name(ioctl).ok_or_else(|| format!("unknown ioctl {ioctl:?}"))?;
         let mut g = self.inner.lock();
@@ -146,12 +161,16 @@ impl Breakpoints {
             name: ioctl.into(),
             stage,
         });
+        self.count(&g);
         Ok(id)
     }
 
     /// Whether a call of `cmd` on `node` may stop or be delayed somewhere (it then runs on its
     /// own thread).
     pub fn armed_for(&self, node: &str, cmd: u32) -> bool {
+        if self.none_set() {
+            return false;
+        }
         let g = self.inner.lock();
         g.armed.iter().any(|a| a.node == node && a.cmd == cmd)
             || g.faults.iter().any(|f| f.node == node && f.cmd == cmd)
@@ -193,11 +212,15 @@ impl Breakpoints {
             delay_ms: delay_ms.min(600_000),
             remaining: count,
         });
+        self.count(&g);
         Ok(id)
     }
 
     /// Applies an injected fault at syscall entry: sleeps for its delay, then returns its errno.
     pub fn fault(&self, node: &str, cmd: u32) -> Option<nix::errno::Errno> {
+        if self.none_set() {
+            return None;
+        }
         let (delay, errno) = {
             let mut g = self.inner.lock();
             let pos = g
@@ -209,6 +232,7 @@ impl Breakpoints {
             let out = (f.delay_ms, f.errno);
             if f.remaining == 0 {
                 g.faults.remove(pos);
+                self.count(&g);
             }
             out
         };
@@ -221,6 +245,9 @@ impl Breakpoints {
     /// Parks the calling thread if a breakpoint for (`node`, `cmd`, `stage`) is armed, until
     /// `continue` releases it.
     pub fn at(&self, node: &str, cmd: u32, stage: Stage, pid: u32) {
+        if self.none_set() {
+            return;
+        }
         let mut g = self.inner.lock();
         let Some(pos) = g
             .armed
@@ -230,6 +257,7 @@ impl Breakpoints {
             return;
         };
         let a = g.armed.remove(pos);
+        self.count(&g);
         tracing::info!(id = a.id, node, ioctl = %a.name, ?stage, "breakpoint hit");
         g.hits.push(Hit {
             id: a.id,

@@ -2,7 +2,7 @@
 //! the errnos handles see after unplug (errno profiles, lifetime.md §1.3 and §6), and the
 //! "active calls" counter that lets simulated hardware teardown wait for calls in flight.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cuse::Errno;
@@ -114,7 +114,12 @@ pub struct InstanceState {
     pub profile: ErrnoProfile,
     pub lifetime: Lifetime,
     unplugged: AtomicBool,
-    active: Mutex<usize>,
+    /// Calls in flight. Lock-free on the syscall path: a call counts itself in, then checks
+    /// the registered bit (and backs out if it is clear); unplug clears the bit, then waits
+    /// for the count to reach zero. Either the call sees the bit clear or unplug sees it.
+    active: AtomicUsize,
+    /// Only for waking `wait_idle`.
+    idle_lock: Mutex<()>,
     idle: Condvar,
     uaf: Mutex<Vec<UafEvent>>,
 }
@@ -124,11 +129,7 @@ pub struct CallGuard(std::sync::Arc<InstanceState>);
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        let mut n = self.0.active.lock();
-        *n -= 1;
-        if *n == 0 {
-            self.0.idle.notify_all();
-        }
+        self.0.leave();
     }
 }
 
@@ -139,7 +140,8 @@ impl InstanceState {
             profile,
             lifetime,
             unplugged: AtomicBool::new(false),
-            active: Mutex::new(0),
+            active: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             uaf: Mutex::new(Vec::new()),
         }
@@ -147,12 +149,20 @@ impl InstanceState {
 
     /// The registered check at syscall entry: a guard for the call, or None once unplugged.
     pub fn enter(self: &std::sync::Arc<Self>) -> Option<CallGuard> {
-        let mut n = self.active.lock();
+        self.active.fetch_add(1, Ordering::SeqCst);
         if self.unplugged.load(Ordering::SeqCst) {
+            self.leave();
             return None;
         }
-        *n += 1;
         Some(CallGuard(self.clone()))
+    }
+
+    fn leave(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.is_unplugged() {
+            // Taking the lock orders this wake-up after a waiter's check of the count.
+            let _g = self.idle_lock.lock();
+            self.idle.notify_all();
+        }
     }
 
     /// Records a use-after-free the model would have made.
@@ -172,21 +182,20 @@ impl InstanceState {
 
     /// Clears the registered bit. Returns false if it was already unplugged.
     pub fn unplug(&self) -> bool {
-        let _n = self.active.lock();
         !self.unplugged.swap(true, Ordering::SeqCst)
     }
 
     pub fn active_calls(&self) -> usize {
-        *self.active.lock()
+        self.active.load(Ordering::SeqCst)
     }
 
-    /// Waits until no call is in flight; false on timeout.
+    /// Waits until no call is in flight (after unplug); false on timeout.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut n = self.active.lock();
-        while *n > 0 {
-            if self.idle.wait_until(&mut n, deadline).timed_out() {
-                return *n == 0;
+        let mut g = self.idle_lock.lock();
+        while self.active_calls() > 0 {
+            if self.idle.wait_until(&mut g, deadline).timed_out() {
+                return self.active_calls() == 0;
             }
         }
         true

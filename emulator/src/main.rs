@@ -58,6 +58,10 @@ enum Command {
         /// PATH/bus/platform/drivers/omap3isp/{bind,unbind} accept "480bc000.isp".
         #[arg(long, value_name = "PATH")]
         bus_root: Option<PathBuf>,
+        /// Plug in this many instances of the board at start (each with its own media device
+        /// and nodes; unplugged and replugged one at a time with `ctl unplug/replug --instance`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        instances: u32,
     },
     /// Talk to a running daemon.
     Ctl {
@@ -166,6 +170,7 @@ fn main() {
             lifetime,
             errno_profile,
             bus_root,
+            instances,
         } => {
             let cfg = serve::ServeConfig {
                 board,
@@ -176,6 +181,7 @@ fn main() {
                 errno_profile,
                 lifetime,
                 bus_root,
+                instances,
             };
             match serve::run(cfg) {
                 Ok(()) => 0,

@@ -1054,6 +1054,33 @@ mod tests {
         call.join()
     }
 
+    /// Not a test: `cargo test -p mcemu --release -- --ignored hot_path --nocapture` times the
+    /// daemon's ioctl path over the in-process transport (for profiling with perf).
+    #[test]
+    #[ignore]
+    fn hot_path() {
+        let (r, _node) = subdev_rig("OMAP3 ISP CCDC", crate::instance::ErrnoProfile::Mainline);
+        let f = r.k.open(libc::O_RDWR).unwrap();
+        r.k.memory().map(
+            0x1000,
+            ioctl_abi::subdev::v4l2_subdev_capability::zeroed()
+                .as_bytes()
+                .to_vec(),
+        );
+        let n = 200_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            assert_eq!(
+                f.ioctl(ioctl_abi::subdev::VIDIOC_SUBDEV_QUERYCAP, 0x1000),
+                Ok(0)
+            );
+        }
+        println!(
+            "SUBDEV_QUERYCAP: {:.2} us per call",
+            t.elapsed().as_secs_f64() / n as f64 * 1e6
+        );
+    }
+
     fn subdev_rig(name: &str, profile: crate::instance::ErrnoProfile) -> (Rig, Arc<Node>) {
         subdev_rig_with(name, profile, 1, None, None)
     }

@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub lifetime: Lifetime,
     /// Where to mount the sysfs-like bind/unbind filesystem, if anywhere.
     pub bus_root: Option<PathBuf>,
+    /// Instances plugged in at start.
+    pub instances: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,8 @@ struct Instance {
     audit: Arc<Audit>,
     released: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
+    /// A replug has put a fresh instance in this one's place.
+    replaced: bool,
 }
 
 impl Instance {
@@ -92,11 +96,18 @@ impl Instance {
     }
 }
 
+/// Released instances whose records the daemon keeps for status and audit.
+const RELEASED_HISTORY: usize = 32;
+
 struct Daemon {
     cfg: ServeConfig,
     kernel_version: u32,
     numbers: Mutex<Numbers>,
     instances: Mutex<Vec<Instance>>,
+    next_id: std::sync::atomic::AtomicU32,
+    /// Per node name prefix, the lowest number that may be free (names are only freed after
+    /// an unplug, which resets these).
+    name_hints: Mutex<std::collections::HashMap<&'static str, u32>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     started: std::time::Instant,
     breakpoints: Arc<Breakpoints>,
@@ -128,10 +139,46 @@ impl Daemon {
         }
     }
 
+    /// Keeps a long-running daemon's memory flat across unplug/replug cycles: node threads
+    /// that have ended are joined, and the records of instances that are released, with every
+    /// channel closed and no live object left, are dropped beyond the newest
+    /// [`RELEASED_HISTORY`] (status and audit show those). Instances that leaked stay listed.
+    fn forget_released(&self) {
+        let ended: Vec<_> = {
+            let mut threads = self.threads.lock();
+            let (ended, running) = threads.drain(..).partition(|t| t.is_finished());
+            *threads = running;
+            ended
+        };
+        for t in ended {
+            let _ = t.join();
+        }
+        let mut insts = self.instances.lock();
+        let done = |i: &Instance| {
+            i.released.load(Ordering::SeqCst)
+                && i.nodes.iter().all(|n| n.handle.is_closed())
+                && i.audit.snapshot().iter().all(|(_, n)| *n == 0)
+        };
+        let mut excess = insts
+            .iter()
+            .filter(|i| done(i))
+            .count()
+            .saturating_sub(RELEASED_HISTORY);
+        insts.retain(|i| {
+            if excess > 0 && done(i) {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
     /// Probe: a fresh instance with its graph, nodes and media device.
     fn plug(&self) -> Result<u32, ServeError> {
         self.settle_released_nodes();
-        let id = self.instances.lock().len() as u32;
+        self.forget_released();
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let state = Arc::new(InstanceState::new(
             id,
             self.cfg.errno_profile,
@@ -194,6 +241,7 @@ impl Daemon {
             audit,
             released,
             log,
+            replaced: false,
         });
         Ok(id)
     }
@@ -230,6 +278,8 @@ impl Daemon {
             )
         };
         state.unplug();
+        // Its names become free once its nodes are released.
+        self.name_hints.lock().clear();
         if let Some(m) = &media {
             m.unregister();
         }
@@ -242,10 +292,15 @@ impl Daemon {
                 "calls still in flight after 10 s"
             );
         }
-        for (h, node) in handles {
+        // Everything blocked wakes first (DQBUF answers, pollers poll again and see the
+        // unplugged device); then the nodes leave /dev, which takes longer.
+        for (h, node) in &handles {
             if let Some(n) = node.upgrade() {
                 n.unplugged();
             }
+            h.wake_pollers();
+        }
+        for (h, _) in handles {
             h.unregister();
         }
         log.lock().push(format!("{} unplugged", self.stamp()));
@@ -257,11 +312,11 @@ impl Daemon {
 
     fn replug(&self, id: Option<u32>) -> Result<(Option<u32>, u32), String> {
         let replaced = {
-            let insts = self.instances.lock();
-            match id {
+            let mut insts = self.instances.lock();
+            let i = match id {
                 Some(id) => {
                     let i = insts
-                        .iter()
+                        .iter_mut()
                         .find(|i| i.id == id)
                         .ok_or_else(|| format!("no instance {id}"))?;
                     if !i.state.is_unplugged() {
@@ -269,18 +324,30 @@ impl Daemon {
                             "instance {id} is still registered: unplug it first"
                         ));
                     }
-                    Some(id)
-                }
-                None => {
-                    if insts.iter().any(|i| !i.state.is_unplugged()) {
-                        return Err("an instance is still registered: unplug it first".into());
+                    if i.replaced {
+                        return Err(format!("instance {id} has been replaced already"));
                     }
-                    insts.last().map(|i| i.id)
+                    i
                 }
-            }
+                // The newest unplugged instance nobody has replaced yet.
+                None => insts
+                    .iter_mut()
+                    .rev()
+                    .find(|i| i.state.is_unplugged() && !i.replaced)
+                    .ok_or("an instance is still registered: unplug it first")?,
+            };
+            i.replaced = true;
+            i.id
         };
-        let new = self.plug().map_err(|e| crate::error_chain(&e))?;
-        Ok((replaced, new))
+        match self.plug() {
+            Ok(new) => Ok((Some(replaced), new)),
+            Err(e) => {
+                if let Some(i) = self.instances.lock().iter_mut().find(|i| i.id == replaced) {
+                    i.replaced = false;
+                }
+                Err(crate::error_chain(&e))
+            }
+        }
     }
 
     fn shutdown(&self) {
@@ -467,13 +534,20 @@ impl Control for Daemon {
     }
 }
 
-/// First `prefix<N>` with no node under `dev_root` and no CUSE device of that name.
-fn free_name(dev_root: &Path, prefix: &'static str) -> Result<String, ServeError> {
-    (0..256)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|n| !dev_root.join(n).exists() && !Path::new("/sys/class/cuse").join(n).exists())
+/// First `prefix<N>`, N from `from`, with no node under `dev_root` and no CUSE device of that
+/// name. Not bounded by the kernel's 256 V4L2 minors: 64 instances have 1,024 V4L2 nodes.
+fn free_name(
+    dev_root: &Path,
+    prefix: &'static str,
+    from: u32,
+) -> Result<(String, u32), ServeError> {
+    (from..MAX_NAMES)
+        .map(|i| (format!("{prefix}{i}"), i))
+        .find(|(n, _)| !dev_root.join(n).exists() && !Path::new("/sys/class/cuse").join(n).exists())
         .ok_or_else(|| ServeError::NoName(prefix, dev_root.to_owned()))
 }
+
+const MAX_NAMES: u32 = 4096;
 
 /// Allocates device numbers: minors under one major, falling back to dynamic majors when the
 /// kernel refuses the fixed one.
@@ -554,7 +628,15 @@ impl Registrar<'_> {
         kind: &'static str,
         handler: Handler,
     ) -> Result<(u32, u32), ServeError> {
-        let name = free_name(&self.daemon.cfg.dev_root, prefix)?;
+        let from = self
+            .daemon
+            .name_hints
+            .lock()
+            .get(prefix)
+            .copied()
+            .unwrap_or(0);
+        let (name, number) = free_name(&self.daemon.cfg.dev_root, prefix, from)?;
+        self.daemon.name_hints.lock().insert(prefix, number + 1);
         let path = self.daemon.cfg.dev_root.join(&name).display().to_string();
         let node = Node::new(
             path,
@@ -645,6 +727,29 @@ impl NodeRegistrar for Registrar<'_> {
     }
 }
 
+/// Each node holds a /dev/cuse descriptor (and each MMAP buffer a memfd): 64 instances have
+/// 1,088 nodes, past the usual soft limit of 1,024. Raise the soft limit to the hard one, as
+/// servers with many descriptors do.
+fn raise_fd_limit(instances: u32) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+        }
+    }
+    let need = u64::from(instances) * 17 + 64;
+    if hard < need {
+        tracing::warn!(
+            limit = hard,
+            need,
+            "the open-file limit may be too low for this many instances (ulimit -n)"
+        );
+    }
+}
+
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     // Signals are taken synchronously by this thread; block them before any thread starts.
     let mut sigs = SigSet::empty();
@@ -652,6 +757,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     sigs.add(Signal::SIGTERM);
     let _ = sigs.thread_block();
 
+    raise_fd_limit(cfg.instances);
     if !ensure_cuse_loaded() {
         return Err(ServeError::NoCuse);
     }
@@ -668,12 +774,16 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             free: Default::default(),
         }),
         instances: Mutex::new(Vec::new()),
+        next_id: Default::default(),
+        name_hints: Default::default(),
         threads: Mutex::new(Vec::new()),
         started: std::time::Instant::now(),
         breakpoints: Arc::default(),
         me: me.clone(),
     });
-    daemon.plug()?;
+    for _ in 0..cfg.instances.max(1) {
+        daemon.plug()?;
+    }
     crate::control::serve(&cfg.control, daemon.clone())?;
     // MMAP buffers go to the preload shim through a socket next to the control socket.
     let buffers = cfg

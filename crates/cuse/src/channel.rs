@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
 
 use crate::memory::{ClientMemory, ProcessMemory};
@@ -30,14 +29,18 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    #[error("creating the shutdown eventfd failed")]
-    EventFd(#[source] Errno),
 }
 
 /// A `/dev/cuse` channel.
+///
+/// Reader threads block in read(2) on the channel, as libfuse's do: the kernel wakes one
+/// reader per request (an exclusive wait), where poll(2) would wake every reader for each
+/// request. To stop them, [`close`](Transport::close) interrupts their reads with
+/// [`WAKE_SIGNAL`] (a handler that does nothing, installed without SA_RESTART).
 pub struct DevCuse {
     fd: RwLock<Option<OwnedFd>>,
-    stop: EventFd,
+    /// Threads in read(2) on the channel, for close() to interrupt.
+    readers: Mutex<Vec<libc::pthread_t>>,
     closed: AtomicBool,
     dev_root: PathBuf,
     devt: Mutex<Option<(u32, u32)>>,
@@ -71,17 +74,16 @@ impl DevCuse {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|source| OpenError::Open {
                 path: path.to_owned(),
                 source,
             })?;
-        let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(OpenError::EventFd)?;
+        install_wake_handler();
         Ok(Arc::new(Self {
             fd: RwLock::new(Some(OwnedFd::from(file))),
-            stop,
+            readers: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             dev_root: dev_root.to_owned(),
             devt: Mutex::new(None),
@@ -92,6 +94,31 @@ impl DevCuse {
     pub fn devt(&self) -> Option<(u32, u32)> {
         *self.devt.lock()
     }
+}
+
+/// The signal that interrupts a reader blocked in read(2) on a channel being closed.
+pub fn wake_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 4
+}
+
+extern "C" fn on_wake(_: libc::c_int) {}
+
+fn install_wake_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler does
+        // nothing (async-signal-safe) and the real-time signal is one nothing else here uses.
+        // No SA_RESTART: the interrupted read returns EINTR.
+        let r = unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_wake as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(wake_signal(), &act, std::ptr::null_mut())
+        };
+        if r != 0 {
+            tracing::error!(error = %std::io::Error::last_os_error(), "cannot install the reader wake-up handler");
+        }
+    });
 }
 
 /// Character majors reserved for local/experimental use (Documentation/admin-guide/devices.txt)
@@ -132,23 +159,22 @@ impl Transport for DevCuse {
         let Some(fd) = guard.as_ref() else {
             return Err(RecvError::Closed);
         };
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(RecvError::Closed);
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        // Registered before the check: close() either finds this thread or is seen here.
+        self.readers.lock().push(me);
+        let r = if self.closed.load(Ordering::SeqCst) {
+            Err(Errno::ENODEV)
+        } else {
+            nix::unistd::read(fd.as_raw_fd(), buf)
+        };
+        {
+            let mut readers = self.readers.lock();
+            if let Some(i) = readers.iter().position(|t| *t == me) {
+                readers.swap_remove(i);
+            }
         }
-        let mut fds = [
-            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => return Err(RecvError::Again),
-            Err(e) => return Err(RecvError::Io(e.into())),
-        }
-        let stop = fds[1].revents().unwrap_or(PollFlags::empty());
-        if !stop.is_empty() {
-            return Err(RecvError::Closed);
-        }
-        match nix::unistd::read(fd.as_raw_fd(), buf) {
+        match r {
             Ok(n) => Ok(n),
             // Another reader took it, a signal, or a request that vanished while being read.
             Err(Errno::EAGAIN) | Err(Errno::EINTR) | Err(Errno::ENOENT) => Err(RecvError::Again),
@@ -226,9 +252,18 @@ impl Transport for DevCuse {
 
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let _ = self.stop.write(1);
-        // Waits for readers to leave poll(); they see the stop event at once.
-        let fd = self.fd.write().take();
+        // Interrupt the readers' read(2) until all have left (a signal that lands just before
+        // a reader enters read(2) is lost, so keep sending); they hold the fd's read lock.
+        let fd = loop {
+            for t in self.readers.lock().iter() {
+                // SAFETY: `t` is a live thread: it removes itself from `readers` (under this
+                // lock) before it can exit, and only after its read returned.
+                unsafe { libc::pthread_kill(*t, wake_signal()) };
+            }
+            if let Some(mut g) = self.fd.try_write_for(std::time::Duration::from_millis(5)) {
+                break g.take();
+            }
+        };
         drop(fd);
     }
 }

@@ -310,6 +310,10 @@ impl SessionHandle {
             self.0.close_when_quiet();
         }
     }
+    /// Wakes every poller of the node so it polls again (and sees what the device answers now).
+    pub fn wake_pollers(&self) {
+        self.0.wake_all();
+    }
     pub fn open_handles(&self) -> usize {
         self.0.state.lock().open.len()
     }

@@ -1016,6 +1016,69 @@ mod tests {
         assert_eq!(v.streamon(1, V4L2_BUF_TYPE_VIDEO_OUTPUT), Err(Errno::EPIPE));
     }
 
+    /// Not a test: the native cost of one frame (render along the chain + writing the buffer),
+    /// which bounds the frame rate outside an emulator. scripts/bench runs it:
+    /// `cargo test -p omap3isp --release -- --ignored frame_cost --nocapture`.
+    #[test]
+    #[ignore]
+    fn frame_cost() {
+        let mut out = Vec::new();
+        for (label, w, h) in [
+            ("1280x720 UYVY (resizer output)", 1280, 720),
+            ("2592x1944 SGRBG12 (CCDC output)", 2592, 1944),
+        ] {
+            let isp = Isp::new(Board::BeagleboardXm);
+            let (capture, pix_fmt) = if w == 1280 {
+                recipe(&isp, w, h);
+                (
+                    RSZ_OUT,
+                    format_info(MEDIA_BUS_FMT_UYVY8_1X16).unwrap().pixelformat,
+                )
+            } else {
+                isp.link((SENSOR, 0), (CCDC, 0), true).unwrap();
+                isp.link((CCDC, 1), ("OMAP3 ISP CCDC output", 0), true)
+                    .unwrap();
+                isp.set_fmt(SENSOR, 0, MEDIA_BUS_FMT_SGRBG12_1X12, w, h);
+                isp.set_fmt(CCDC, 0, MEDIA_BUS_FMT_SGRBG12_1X12, w, h);
+                (
+                    "OMAP3 ISP CCDC output",
+                    format_info(MEDIA_BUS_FMT_SGRBG12_1X12).unwrap().pixelformat,
+                )
+            };
+            let graph = isp.dev.graph();
+            let chain = isp.rt.chain(&graph, isp.id(capture)).unwrap();
+            let sensor = isp.id(SENSOR);
+            let period = isp
+                .rt
+                .frame_period(sensor, &chain[0].state.fmt[chain[0].pad]);
+            let mut pix = v4l2_pix_format::zeroed();
+            pix.width = w;
+            pix.height = h;
+            pix.pixelformat = pix_fmt;
+            pix.bytesperline = w * 2;
+            pix.sizeimage = w * h * 2;
+            pix.field = V4L2_FIELD_NONE;
+            let mut buf = vec![0u8; pix.sizeimage as usize];
+            let n = 20;
+            let t = Instant::now();
+            for frame in 0..n {
+                let img = isp.rt.render_steps(&graph, &chain, frame).unwrap();
+                frames::write_into(&img, &pix, &mut buf);
+            }
+            let ms = t.elapsed().as_secs_f64() / n as f64 * 1e3;
+            let sensor_fps = 1.0 / period.as_secs_f64();
+            println!(
+                "native frame cost, {label}: {ms:.1} ms per frame = {:.0} frames/s capacity; the sensor runs at {sensor_fps:.1} frames/s",
+                1e3 / ms
+            );
+            out.push(format!(
+                r#"{{"frame":"{label}","ms_per_frame":{ms:.2},"capacity_fps":{:.1},"sensor_fps":{sensor_fps:.1}}}"#,
+                1e3 / ms
+            ));
+        }
+        println!("JSON [{}]", out.join(","));
+    }
+
     #[test]
     fn frames_arrive_in_userptr_buffers() {
         let isp = Isp::new(Board::BeagleboardXm);

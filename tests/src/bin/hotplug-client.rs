@@ -10,128 +10,21 @@
 //!   hotplug-client mmap-unplug                     unplug with MMAP buffers mapped (LD_PRELOAD the shim)
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ioctl_abi::media::{media_device_info, MEDIA_IOC_DEVICE_INFO};
-use ioctl_abi::subdev::{v4l2_subdev_capability, VIDIOC_SUBDEV_QUERYCAP};
 use ioctl_abi::videodev2::{
-    v4l2_capability, v4l2_event, v4l2_event_subscription, V4L2_EVENT_FRAME_SYNC, VIDIOC_DQEVENT,
-    VIDIOC_QUERYCAP, VIDIOC_SUBSCRIBE_EVENT,
+    v4l2_event, v4l2_event_subscription, V4L2_EVENT_FRAME_SYNC, VIDIOC_DQEVENT,
+    VIDIOC_SUBSCRIBE_EVENT,
 };
-use mcemu_tests::{expect, Report};
+use mcemu_tests::*;
 use nix::errno::Errno;
 use parking_lot::Mutex;
-
-fn open(path: &str) -> Result<OwnedFd, Errno> {
-    nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map(|fd| {
-        // SAFETY: open() returned a new descriptor that nothing else owns.
-        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
-    })
-}
-
-/// The node's identifying ioctl: DEVICE_INFO, QUERYCAP or SUBDEV_QUERYCAP by its name.
-fn probe(fd: &OwnedFd, path: &str) -> Result<(), Errno> {
-    let name = path.rsplit('/').next().unwrap_or("");
-    let r = if name.starts_with("media") {
-        let mut v = media_device_info::zeroed();
-        // SAFETY: `v` is a live struct of the size the command encodes.
-        unsafe { libc::ioctl(fd.as_raw_fd(), MEDIA_IOC_DEVICE_INFO as _, &mut v) }
-    } else if name.starts_with("v4l-subdev") {
-        let mut v = v4l2_subdev_capability::zeroed();
-        // SAFETY: as above.
-        unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_SUBDEV_QUERYCAP as _, &mut v) }
-    } else {
-        let mut v = v4l2_capability::zeroed();
-        // SAFETY: as above.
-        unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_QUERYCAP as _, &mut v) }
-    };
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
-}
 
 fn read(fd: &OwnedFd) -> Result<usize, Errno> {
     let mut b = [0u8; 16];
     nix::unistd::read(fd.as_raw_fd(), &mut b)
-}
-
-fn poll(fd: &OwnedFd, events: i16, timeout_ms: i32) -> (i32, i16) {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    }];
-    // SAFETY: `p` is a valid array of one pollfd.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), 1, timeout_ms) };
-    (n, p[0].revents)
-}
-
-fn ctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("mcemu")
-        .arg("ctl")
-        .args(args)
-        .output()
-        .expect("running mcemu ctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ctl_ok(args: &[&str]) -> Result<String, String> {
-    match ctl(args) {
-        (0, out, _) => Ok(out),
-        (c, _, err) => Err(format!(
-            "mcemu ctl {}: exit {c}: {}",
-            args.join(" "),
-            err.trim()
-        )),
-    }
-}
-
-fn summary() -> String {
-    ctl(&["audit", "--summary"]).1.trim().to_string()
-}
-
-fn field(summary: &str, key: &str) -> i64 {
-    summary
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
-
-/// Node paths of the newest instance, by kind: (media, videos, subdevs).
-fn nodes() -> (String, Vec<String>, Vec<String>) {
-    let out = ctl_ok(&["status"]).expect("status");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
-    let inst = v["instances"]
-        .as_array()
-        .and_then(|a| a.last())
-        .cloned()
-        .unwrap_or_default();
-    let mut media = String::new();
-    let (mut videos, mut subdevs) = (Vec::new(), Vec::new());
-    for n in inst["nodes"].as_array().cloned().unwrap_or_default() {
-        let path = n["path"].as_str().unwrap_or("").to_string();
-        match n["kind"].as_str() {
-            Some("media") => media = path,
-            Some("video") => videos.push(path),
-            _ => subdevs.push(path),
-        }
-    }
-    (media, videos, subdevs)
 }
 
 fn wait_for(cond: impl Fn() -> bool, what: &str) -> Result<(), String> {
@@ -210,87 +103,6 @@ fn stat_en(fd: &OwnedFd) -> Result<(), Errno> {
         )
     };
     Errno::result(r).map(|_| ())
-}
-
-/// A USERPTR capture on the resizer output of the BeagleBoard-xM recipe at 320x240 UYVY.
-struct Capture {
-    fd: OwnedFd,
-    path: String,
-    bufs: Vec<Vec<u8>>,
-}
-
-const CAP: u32 = ioctl_abi::videodev2::V4L2_BUF_TYPE_VIDEO_CAPTURE;
-const USERPTR: u32 = ioctl_abi::videodev2::V4L2_MEMORY_USERPTR;
-
-fn media_ctl(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("media-ctl")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    expect(out.status.success(), || {
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    })
-}
-
-fn vioctl<T>(fd: &OwnedFd, cmd: u32, arg: &mut T) -> Result<(), Errno> {
-    // SAFETY: `arg` is a live struct of the size `cmd` encodes (the callers pair them).
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg as *mut T) };
-    Errno::result(r).map(|_| ())
-}
-
-impl Capture {
-    /// Links and formats the recipe, opens the node, S_FMT, REQBUFS(USERPTR, n).
-    fn setup(n: u32) -> Result<Self, String> {
-        use ioctl_abi::videodev2::*;
-        media_ctl(&[
-            "-r",
-            "-l",
-            r#""mt9p031 1-0048":0->"OMAP3 ISP CCDC":0[1], "OMAP3 ISP CCDC":2->"OMAP3 ISP preview":0[1], "OMAP3 ISP preview":1->"OMAP3 ISP resizer":0[1], "OMAP3 ISP resizer":1->"OMAP3 ISP resizer output":0[1]"#,
-        ])?;
-        media_ctl(&[
-            "-V",
-            r#""mt9p031 1-0048":0[SGRBG12 640x480], "OMAP3 ISP CCDC":2[SGRBG10 640x480], "OMAP3 ISP preview":1[UYVY 640x480], "OMAP3 ISP resizer":1[UYVY 320x240]"#,
-        ])?;
-        let out = Command::new("media-ctl")
-            .args(["-e", "OMAP3 ISP resizer output"])
-            .output()
-            .map_err(|e| e.to_string())?;
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let fd = open(&path).map_err(|e| format!("open {path}: {e}"))?;
-        let mut f = v4l2_format::zeroed();
-        f.type_ = CAP;
-        vioctl(&fd, VIDIOC_S_FMT, &mut f).map_err(|e| format!("S_FMT: {e}"))?;
-        let size = f.pix().sizeimage as usize;
-        let mut rb = v4l2_requestbuffers::zeroed();
-        rb.count = n;
-        rb.type_ = CAP;
-        rb.memory = USERPTR;
-        vioctl(&fd, VIDIOC_REQBUFS, &mut rb).map_err(|e| format!("REQBUFS: {e}"))?;
-        let bufs = (0..rb.count).map(|_| vec![0u8; size]).collect();
-        Ok(Self { fd, path, bufs })
-    }
-
-    fn qbuf(&mut self, i: usize) -> Result<(), Errno> {
-        let mut b = ioctl_abi::videodev2::v4l2_buffer::zeroed();
-        b.index = i as u32;
-        b.type_ = CAP;
-        b.memory = USERPTR;
-        b.m = self.bufs[i].as_mut_ptr() as u64;
-        b.length = self.bufs[i].len() as u32;
-        vioctl(&self.fd, ioctl_abi::videodev2::VIDIOC_QBUF, &mut b)
-    }
-
-    fn stream(&self, cmd: u32) -> Result<(), Errno> {
-        let mut t: u32 = CAP;
-        vioctl(&self.fd, cmd, &mut t)
-    }
-}
-
-fn dqbuf(fd: &OwnedFd) -> Result<ioctl_abi::videodev2::v4l2_buffer, Errno> {
-    let mut b = ioctl_abi::videodev2::v4l2_buffer::zeroed();
-    b.type_ = CAP;
-    b.memory = USERPTR;
-    vioctl(fd, ioctl_abi::videodev2::VIDIOC_DQBUF, &mut b).map(|_| b)
 }
 
 /// Unplug while an application streams: frames flow, then DQBUF and poll block with no buffer

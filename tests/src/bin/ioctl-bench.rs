@@ -1,15 +1,20 @@
 //! ioctl latency and throughput of mcemu's nodes against the CUSE floor (`bench/cuse-floor.c`,
-//! the same RETRY rounds with no work behind them), measured in interleaved batches in one run:
+//! the same RETRY rounds with no work behind them) and, where given, the in-kernel vivid driver
+//! (a reference: no CUSE at all), measured in interleaved batches in one run:
 //!
-//!   ioctl-bench FLOOR_NODE VIDEO_NODE SUBDEV_NODE [JSON_OUT]
+//!   ioctl-bench floor=NODE floor1=NODE video=NODE subdev=NODE media=NODE
+//!               [vivid-video=NODE vivid-media=NODE] [json=PATH]
 //!
-//! Prints a table of best and median per-call latency and calls/s for 1 and 4 threads, with the
-//! ratios the targets are stated in (latency <= 1.05x the floor with 1 thread, throughput >=
-//! 1.5x the floor's with 4 threads), and writes the figures as JSON.
+//! `floor` is the multithreaded floor (libfuse's default loop), `floor1` the single-threaded one
+//! (`cuse-floor -s`). Prints a table of best and median per-call latency and calls/s for 1 and
+//! 4 threads, with the ratios the targets are stated in (latency <= 1.05x the floor with 1
+//! thread, throughput >= 1.5x the floor's with 4 threads), and writes the figures as JSON.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
+use ioctl_abi::media::{media_v2_topology, MEDIA_IOC_G_TOPOLOGY};
 use ioctl_abi::subdev::{v4l2_subdev_format, VIDIOC_SUBDEV_G_FMT};
 use ioctl_abi::videodev2::{
     v4l2_capability, v4l2_format, V4L2_BUF_TYPE_VIDEO_CAPTURE, VIDIOC_G_FMT, VIDIOC_QUERYCAP,
@@ -36,6 +41,48 @@ struct Case {
     name: &'static str,
     cmd: u32,
     arg: Vec<u8>,
+    /// G_TOPOLOGY: the media node whose topology sizes the arrays (the floor, which has none,
+    /// gets mcemu's, and asks for the same rounds).
+    topology_of: Option<String>,
+}
+
+/// G_TOPOLOGY with its four arrays, as media-ctl calls it: a first call for the counts, then
+/// arrays of that size (generously: 512 bytes per element). Returns the argument and the arrays
+/// it points into (which must live as long as it is used).
+fn topology_arg(fd: &OwnedFd) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut t = media_v2_topology::zeroed();
+    // SAFETY: `t` is a live struct of the size the command encodes.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), MEDIA_IOC_G_TOPOLOGY as _, &mut t) };
+    assert_eq!(r, 0, "G_TOPOLOGY: {}", std::io::Error::last_os_error());
+    let arrays: Vec<Vec<u8>> = [t.num_entities, t.num_interfaces, t.num_pads, t.num_links]
+        .iter()
+        .map(|n| vec![0u8; (*n as usize).max(1) * 512])
+        .collect();
+    t.ptr_entities = arrays[0].as_ptr() as u64;
+    t.ptr_interfaces = arrays[1].as_ptr() as u64;
+    t.ptr_pads = arrays[2].as_ptr() as u64;
+    t.ptr_links = arrays[3].as_ptr() as u64;
+    (t.as_bytes().to_vec(), arrays)
+}
+
+/// A server process's (user, system) CPU seconds, from /proc/PID/stat; zeros without a pid.
+fn cpu(pid: Option<u32>) -> (f64, f64) {
+    let Some(pid) = pid else { return (0.0, 0.0) };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<f64> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // utime and stime: fields 14 and 15 of stat; the first field after ')' is field 3.
+    (
+        f.get(11).copied().unwrap_or(0.0) / hz,
+        f.get(12).copied().unwrap_or(0.0) / hz,
+    )
 }
 
 /// `threads` threads each issue `BATCH` calls on their own descriptor; returns the wall time.
@@ -46,7 +93,11 @@ fn batch(path: &str, case: &Case, threads: usize) -> f64 {
         for fd in &fds {
             let case = case.clone();
             s.spawn(move || {
-                let mut arg = case.arg.clone();
+                let (mut arg, _arrays) = if let Some(of) = &case.topology_of {
+                    topology_arg(&open(of))
+                } else {
+                    (case.arg.clone(), Vec::new())
+                };
                 for _ in 0..BATCH {
                     // SAFETY: `arg` is a live buffer of the size the command encodes.
                     let r = unsafe { libc::ioctl(fd.as_raw_fd(), case.cmd as _, arg.as_mut_ptr()) };
@@ -82,60 +133,131 @@ fn figures(mut walls: Vec<f64>, threads: usize) -> Figures {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 3 {
-        eprintln!("usage: ioctl-bench FLOOR_NODE VIDEO_NODE SUBDEV_NODE [JSON_OUT]");
-        std::process::exit(2);
-    }
-    let (floor, video, subdev) = (&args[0], &args[1], &args[2]);
+    let args: HashMap<String, String> = std::env::args()
+        .skip(1)
+        .filter_map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let need = |k: &str| {
+        args.get(k).cloned().unwrap_or_else(|| {
+            eprintln!("usage: ioctl-bench floor=NODE floor1=NODE video=NODE subdev=NODE media=NODE [vivid-video=NODE vivid-media=NODE] [json=PATH] (missing {k})");
+            std::process::exit(2);
+        })
+    };
+    let (floor, floor1) = (need("floor"), need("floor1"));
+    let pid = |k: &str| args.get(k).and_then(|p| p.parse::<u32>().ok());
+    let (floor_pid, mcemu_pid) = (pid("floor-pid"), pid("mcemu-pid"));
+    // Server CPU per call (user, system) over all 1-thread batches: (floor, mcemu).
+    let mut server_cpu = Vec::new();
     let mut fmt = v4l2_format::zeroed();
     fmt.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    let case = |name, cmd, arg: Vec<u8>| Case {
+        name,
+        cmd,
+        arg,
+        topology_of: None,
+    };
+    // Each ioctl with mcemu's node and vivid's (None: vivid has no such node).
     let cases = [
         (
-            Case {
-                name: "VIDIOC_QUERYCAP",
-                cmd: VIDIOC_QUERYCAP,
-                arg: v4l2_capability::zeroed().as_bytes().to_vec(),
-            },
-            video,
+            case(
+                "VIDIOC_QUERYCAP",
+                VIDIOC_QUERYCAP,
+                v4l2_capability::zeroed().as_bytes().to_vec(),
+            ),
+            need("video"),
+            args.get("vivid-video").cloned(),
         ),
         (
-            Case {
-                name: "VIDIOC_G_FMT",
-                cmd: VIDIOC_G_FMT,
-                arg: fmt.as_bytes().to_vec(),
-            },
-            video,
+            case("VIDIOC_G_FMT", VIDIOC_G_FMT, fmt.as_bytes().to_vec()),
+            need("video"),
+            args.get("vivid-video").cloned(),
         ),
         (
-            Case {
-                name: "VIDIOC_SUBDEV_G_FMT",
-                cmd: VIDIOC_SUBDEV_G_FMT,
-                arg: {
-                    let mut f = v4l2_subdev_format::zeroed();
-                    f.which = ioctl_abi::subdev::V4L2_SUBDEV_FORMAT_ACTIVE;
-                    f.as_bytes().to_vec()
-                },
-            },
-            subdev,
+            case("VIDIOC_SUBDEV_G_FMT", VIDIOC_SUBDEV_G_FMT, {
+                let mut f = v4l2_subdev_format::zeroed();
+                f.which = ioctl_abi::subdev::V4L2_SUBDEV_FORMAT_ACTIVE;
+                f.as_bytes().to_vec()
+            }),
+            need("subdev"),
+            None,
+        ),
+        (
+            case(
+                "MEDIA_IOC_G_TOPOLOGY",
+                MEDIA_IOC_G_TOPOLOGY,
+                media_v2_topology::zeroed().as_bytes().to_vec(),
+            ),
+            need("media"),
+            args.get("vivid-media").cloned(),
         ),
     ];
     println!(
-        "{:<22} {:>3}  {:>22}  {:>22}  {:>7} {:>7}  target",
-        "ioctl", "thr", "floor best/med us c/s", "mcemu best/med us c/s", "lat x", "thr x"
+        "{:<21} {:>3}  {:>20}  {:>20}  {:>20}  {:>20}  {:>6} {:>6} {:>6}  target",
+        "ioctl",
+        "thr",
+        "floor med us, c/s",
+        "floor-1t med us, c/s",
+        "vivid med us, c/s",
+        "mcemu med us, c/s",
+        "lat x",
+        "thr x",
+        "thr x1"
     );
     let mut json = Vec::new();
-    for (case, node) in &cases {
+    for (case, node, vivid) in &cases {
+        let topology = case.cmd == MEDIA_IOC_G_TOPOLOGY;
+        let floor_case = Case {
+            topology_of: topology.then(|| node.clone()),
+            ..case.clone()
+        };
+        let vivid_case = Case {
+            topology_of: topology.then(|| vivid.clone()).flatten(),
+            ..case.clone()
+        };
+        let mcemu_case = Case {
+            topology_of: topology.then(|| node.clone()),
+            ..case.clone()
+        };
         for threads in [1usize, 4] {
-            let (mut f, mut m) = (Vec::new(), Vec::new());
-            // Interleaved rounds: both see the same machine state.
+            let (mut f, mut f1, mut v, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // Interleaved rounds: all see the same machine state.
+            let (mut fc, mut mc) = ((0.0, 0.0), (0.0, 0.0));
+            let add = |acc: &mut (f64, f64), a: (f64, f64), b: (f64, f64)| {
+                acc.0 += b.0 - a.0;
+                acc.1 += b.1 - a.1;
+            };
             for _ in 0..ROUNDS {
-                f.push(batch(floor, case, threads));
-                m.push(batch(node, case, threads));
+                let c0 = cpu(floor_pid);
+                f.push(batch(&floor, &floor_case, threads));
+                add(&mut fc, c0, cpu(floor_pid));
+                f1.push(batch(&floor1, &floor_case, threads));
+                if let Some(vn) = vivid {
+                    v.push(batch(vn, &vivid_case, threads));
+                }
+                let c0 = cpu(mcemu_pid);
+                m.push(batch(node, &mcemu_case, threads));
+                add(&mut mc, c0, cpu(mcemu_pid));
             }
-            let (f, m) = (figures(f, threads), figures(m, threads));
+            let calls = (ROUNDS * BATCH * threads) as f64;
+            if threads == 1 && floor_pid.is_some() && mcemu_pid.is_some() {
+                server_cpu.push(serde_json::json!({
+                    "ioctl": case.name,
+                    "floor_user_us": fc.0 / calls * 1e6, "floor_sys_us": fc.1 / calls * 1e6,
+                    "mcemu_user_us": mc.0 / calls * 1e6, "mcemu_sys_us": mc.1 / calls * 1e6,
+                }));
+            }
+            let (f, f1, m) = (
+                figures(f, threads),
+                figures(f1, threads),
+                figures(m, threads),
+            );
+            let v = (!v.is_empty()).then(|| figures(v, threads));
             let lat = m.median_us / f.median_us;
             let thr = m.calls_per_s / f.calls_per_s;
+            let thr1 = m.calls_per_s / f1.calls_per_s;
             let target = if threads == 1 {
                 format!(
                     "latency <= 1.05x: {}",
@@ -143,25 +265,53 @@ fn main() {
                 )
             } else {
                 format!(
-                    "throughput >= 1.5x: {}",
-                    if thr >= 1.5 { "met" } else { "missed" }
+                    "throughput >= 1.5x: {} (single-threaded floor: {})",
+                    if thr >= 1.5 { "met" } else { "missed" },
+                    if thr1 >= 1.5 { "met" } else { "missed" }
                 )
             };
+            let cell = |x: &Figures| format!("{:>8.1} {:>10.0}", x.median_us, x.calls_per_s);
             println!(
-                "{:<22} {:>3}  {:>6.1}/{:>6.1} {:>8.0}  {:>6.1}/{:>6.1} {:>8.0}  {:>7.2} {:>7.2}  {}",
-                case.name, threads, f.best_us, f.median_us, f.calls_per_s, m.best_us,
-                m.median_us, m.calls_per_s, lat, thr, target
+                "{:<21} {:>3}  {:>20}  {:>20}  {:>20}  {:>20}  {:>6.2} {:>6.2} {:>6.2}  {}",
+                case.name,
+                threads,
+                cell(&f),
+                cell(&f1),
+                v.as_ref().map_or("-".into(), cell),
+                cell(&m),
+                lat,
+                thr,
+                thr1,
+                target
             );
+            let fig = |x: &Figures| serde_json::json!({"best_us": x.best_us, "median_us": x.median_us, "calls_per_s": x.calls_per_s});
             json.push(serde_json::json!({
                 "ioctl": case.name, "threads": threads,
-                "floor": {"best_us": f.best_us, "median_us": f.median_us, "calls_per_s": f.calls_per_s},
-                "mcemu": {"best_us": m.best_us, "median_us": m.median_us, "calls_per_s": m.calls_per_s},
+                "floor": fig(&f), "floor_single_thread": fig(&f1),
+                "vivid": v.as_ref().map(fig), "mcemu": fig(&m),
                 "latency_ratio": lat, "throughput_ratio": thr,
+                "throughput_ratio_single_thread_floor": thr1,
+                "vivid_latency_ratio": v.as_ref().map(|v| m.median_us / v.median_us),
             }));
         }
     }
-    if let Some(out) = args.get(3) {
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "ioctl": json })).unwrap();
+    if !server_cpu.is_empty() {
+        println!("server CPU per call, 1 thread (user + system us): floor | mcemu");
+        for c in &server_cpu {
+            let g = |k: &str| c[k].as_f64().unwrap_or(0.0);
+            println!(
+                "  {:<21} {:>6.1} + {:>6.1} | {:>6.1} + {:>6.1}",
+                c["ioctl"].as_str().unwrap_or(""),
+                g("floor_user_us"),
+                g("floor_sys_us"),
+                g("mcemu_user_us"),
+                g("mcemu_sys_us")
+            );
+        }
+    }
+    if let Some(out) = args.get("json") {
+        let json = serde_json::json!({ "cases": json, "server_cpu": server_cpu });
+        let text = serde_json::to_string_pretty(&json).unwrap();
         std::fs::write(out, text).unwrap_or_else(|e| panic!("{out}: {e}"));
     }
 }
