@@ -452,10 +452,18 @@ impl<D: Device> Session<D> {
                     .expect("spawning a reader thread");
             }
         });
+        // The channel is closed and its readers are gone: hand their memory back.
+        crate::shm::release_free_heap();
     }
 
     fn reader_loop(&self) {
-        let mut buf = vec![0u8; self.buf_size];
+        let mut buf = match crate::shm::PageBuffer::new(self.buf_size) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(node = %self.shared.name, error = %e, "no memory for a reader buffer");
+                return;
+            }
+        };
         loop {
             let n = match self.shared.transport.receive(&mut buf) {
                 Ok(n) => n,

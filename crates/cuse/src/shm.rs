@@ -113,6 +113,76 @@ impl Drop for SharedMemory {
     }
 }
 
+/// A private anonymous mapping used as a plain byte buffer: the reader threads' request buffers
+/// (about 132 KiB each, one per reader thread, which come and go with nodes). Mapped and
+/// unmapped directly, so they never pass through the heap: freeing a malloc'd buffer that size
+/// raises glibc's dynamic mmap threshold, after which such buffers land in per-thread arenas
+/// that keep the memory, and a daemon that plugs and unplugs thousands of nodes grows.
+pub struct PageBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the buffer is exclusively owned memory (like a Vec<u8>); `&`/`&mut` access follows
+// Rust's borrow rules through Deref/DerefMut.
+unsafe impl Send for PageBuffer {}
+// SAFETY: as above.
+unsafe impl Sync for PageBuffer {}
+
+impl PageBuffer {
+    /// `len` bytes (rounded up to pages), zero-filled.
+    pub fn new(len: usize) -> Result<Self, Errno> {
+        let len = len.max(1).div_ceil(4096) * 4096;
+        let size = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        // SAFETY: a new private anonymous mapping; nothing else refers to it.
+        let ptr = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                size,
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_PRIVATE,
+            )?
+        };
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl std::ops::Deref for PageBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for PageBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, writable, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PageBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no reference outlives `self`.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Returns the heap's free pages to the kernel (glibc keeps freed memory in its per-thread
+/// arenas). Called when a channel has closed and its threads are gone, so a daemon that plugs
+/// and unplugs devices for days holds what its live nodes use, not the high-water mark.
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +202,16 @@ mod tests {
         assert_eq!(m.write(8190, b"abc"), Err(Errno::EFAULT));
         // The size is sealed.
         assert!(f.set_len(16384).is_err());
+    }
+
+    #[test]
+    fn page_buffers_are_zeroed_writable_and_whole_pages() {
+        let mut b = PageBuffer::new(5000).unwrap();
+        assert_eq!(b.len(), 8192);
+        assert!(b.iter().all(|&x| x == 0));
+        b[8191] = 7;
+        b[..4].copy_from_slice(b"cuse");
+        assert_eq!((&b[..4], b[8191]), (&b"cuse"[..], 7));
+        release_free_heap();
     }
 }
