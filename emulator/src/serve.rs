@@ -661,10 +661,16 @@ impl Registrar<'_> {
         let threads = self.daemon.cfg.threads;
         let (log, t0) = (self.log.clone(), self.daemon.started);
         let daemon = self.daemon.me.clone();
+        let channel = self.nodes.last().map(|n| n.transport.clone());
         let t = std::thread::Builder::new()
             .name(format!("serve-{name}"))
             .spawn(move || {
                 session.run(threads);
+                // The readers end when the channel starts closing; the number is free only
+                // once the kernel has released the channel (see DevCuse::close).
+                if let Some(c) = channel {
+                    cuse::Transport::close(&*c);
+                }
                 // The final release: the device number can be handed out again.
                 if let Some(d) = daemon.upgrade() {
                     d.numbers.lock().release(devt);

@@ -260,10 +260,16 @@ impl Transport for DevCuse {
                 // lock) before it can exit, and only after its read returned.
                 unsafe { libc::pthread_kill(*t, wake_signal()) };
             }
-            if let Some(mut g) = self.fd.try_write_for(std::time::Duration::from_millis(5)) {
-                break g.take();
+            if let Some(g) = self.fd.try_write_for(std::time::Duration::from_millis(5)) {
+                break g;
             }
         };
-        drop(fd);
+        // Closed under the lock: a later close() returns only after the kernel has released
+        // the channel. That matters: cuse_channel_release() frees the device number before it
+        // deletes the cdev, so a new device registered with the same number in between leaves
+        // the old, freed cdev in the kernel's map (a use-after-free at the next open of that
+        // number). Callers hand a number out again only after close() has returned.
+        let mut fd = fd;
+        drop(fd.take());
     }
 }

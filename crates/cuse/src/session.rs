@@ -45,6 +45,7 @@ pub trait Transport: Send + Sync + 'static {
     /// Hides the node from new opens (removes the /dev entry) while open handles stay served.
     fn hide(&self, _name: &str) {}
     /// Closes the connection: the kernel unregisters the device. `receive` returns `Closed`.
+    /// Returns once the kernel has released the channel (also when another thread closed it).
     fn close(&self);
 }
 
