@@ -277,6 +277,7 @@ impl Daemon {
                 inst.log.clone(),
             )
         };
+        let t0 = std::time::Instant::now();
         state.unplug();
         // Its names become free once its nodes are released.
         self.name_hints.lock().clear();
@@ -304,7 +305,11 @@ impl Daemon {
             h.unregister();
         }
         log.lock().push(format!("{} unplugged", self.stamp()));
-        tracing::info!(instance = state.id, "unplugged");
+        tracing::info!(
+            instance = state.id,
+            ms = format_args!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
+            "unplugged"
+        );
         // The driver's own reference goes last; open handles and live nodes keep it alive.
         drop(media);
         Ok(state.id)
