@@ -70,7 +70,10 @@ fi
 if want drain; then
   echo "== unplug drain: 32 clients (ioctl loops, blocked DQBUF, poll)"
   bench-client drain 5 | tee /tmp/drain.txt
-  json_of /tmp/drain.txt > /tmp/bench/drain.json
+  # The daemon's side: how long unplug took to answer every blocked caller (woken_ms) and in all.
+  woken=$(grep -a 'woken_ms=' /tmp/serve.log | tail -n 5 | sed 's/.* ms=\([0-9.]*\) woken_ms=\([0-9.]*\).*/\2/' | tr '\n' ' ')
+  echo "  the daemon answered every blocked caller after (ms, per round): $woken"
+  json_of /tmp/drain.txt | sed "s/}\$/,\"daemon_woken_ms\":[$(echo $woken | tr ' ' ',')]}/" > /tmp/bench/drain.json
 fi
 stop_daemon
 

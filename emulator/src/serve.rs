@@ -301,6 +301,7 @@ impl Daemon {
             }
             h.wake_pollers();
         }
+        let woken = t0.elapsed();
         for (h, _) in handles {
             h.unregister();
         }
@@ -308,7 +309,8 @@ impl Daemon {
         tracing::info!(
             instance = state.id,
             ms = format_args!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
-            "unplugged"
+            woken_ms = format_args!("{:.1}", woken.as_secs_f64() * 1e3),
+            "unplugged (woken_ms: blocked callers answered)"
         );
         // The driver's own reference goes last; open handles and live nodes keep it alive.
         drop(media);
