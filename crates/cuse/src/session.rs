@@ -152,9 +152,9 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 pub(crate) struct Shared {
     transport: Arc<dyn Transport>,
     name: String,
-    /// When the last request was read, in ms since `epoch`.
-    last_request: std::sync::atomic::AtomicU64,
-    epoch: std::time::Instant,
+    /// Requests read so far: the linger thread sees whether any came in while it slept
+    /// (a counter, not a clock: no clock read per request).
+    requests: std::sync::atomic::AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
     polls: Mutex<HashMap<u64, HashSet<u64>>>,
     state: Mutex<State>,
@@ -258,21 +258,15 @@ impl Shared {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     /// Closes once no request has come in for [`LINGER`].
     fn close_when_quiet(self: &Arc<Self>) {
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("cuse-linger-{}", self.name))
             .spawn(move || loop {
+                let before = me.requests.load(Ordering::SeqCst);
                 std::thread::sleep(LINGER);
-                let idle = me
-                    .now_ms()
-                    .saturating_sub(me.last_request.load(Ordering::SeqCst));
-                if idle >= LINGER.as_millis() as u64 {
+                if me.requests.load(Ordering::SeqCst) == before {
                     me.close();
                     return;
                 }
@@ -424,8 +418,7 @@ impl<D: Device> Session<D> {
             polls: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
             closed: AtomicBool::new(false),
-            last_request: std::sync::atomic::AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
+            requests: std::sync::atomic::AtomicU64::new(0),
         });
         if !transport.registered(info) {
             transport.close();
@@ -476,9 +469,7 @@ impl<D: Device> Session<D> {
                     break;
                 }
             };
-            self.shared
-                .last_request
-                .store(self.shared.now_ms(), Ordering::SeqCst);
+            self.shared.requests.fetch_add(1, Ordering::Relaxed);
             self.dispatch(&buf[..n]);
         }
     }
