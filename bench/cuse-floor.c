@@ -34,7 +34,7 @@ static int topology_round(fuse_req_t req, void *arg, const void *in_buf, size_t 
 	struct iovec in = { arg, sizeof(t) }, out[5];
 	size_t sizes[4], want = sizeof(t);
 	__u64 ptrs[4];
-	static char zeros[1 << 20];
+	char *reply;
 	int n = 1, i;
 
 	if (in_bufsz < sizeof(t))
@@ -53,7 +53,7 @@ static int topology_round(fuse_req_t req, void *arg, const void *in_buf, size_t 
 	}
 	if (n == 1)
 		return 0;
-	if (want > sizeof(zeros)) {
+	if (want > (1 << 20)) {
 		fuse_reply_err(req, 28);
 		return 1;
 	}
@@ -61,9 +61,15 @@ static int topology_round(fuse_req_t req, void *arg, const void *in_buf, size_t 
 		fuse_reply_ioctl_retry(req, &in, 1, out, n);
 		return 1;
 	}
-	memcpy(zeros, &t, sizeof(t));
-	fuse_reply_ioctl(req, 0, zeros, want);
-	memset(zeros, 0, sizeof(t));
+	/* Per call: the multithreaded loop answers several at once. */
+	reply = calloc(1, want);
+	if (!reply) {
+		fuse_reply_err(req, 12);
+		return 1;
+	}
+	memcpy(reply, &t, sizeof(t));
+	fuse_reply_ioctl(req, 0, reply, want);
+	free(reply);
 	return 1;
 }
 
