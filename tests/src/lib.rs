@@ -57,6 +57,11 @@ pub fn open(path: &str) -> Result<OwnedFd, Errno> {
     })
 }
 
+/// [`open`] for programs where a node that cannot be opened ends the run.
+pub fn open_or_panic(path: &str) -> OwnedFd {
+    open(path).unwrap_or_else(|e| panic!("open {path}: {e}"))
+}
+
 /// The node's identifying ioctl: DEVICE_INFO, QUERYCAP or SUBDEV_QUERYCAP by its name.
 pub fn probe(fd: &OwnedFd, path: &str) -> Result<(), Errno> {
     let name = path.rsplit('/').next().unwrap_or("");
@@ -282,4 +287,20 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A process's (user, system) CPU time in seconds: utime and stime from /proc/PID/stat.
+pub fn cpu_times(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces; the
+    // first of them is field 3, so utime and stime (fields 14 and 15) are at 11 and 12.
+    let f: Vec<f64> = stat
+        .rsplit(')')
+        .next()?
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((*f.get(11)? / hz, *f.get(12)? / hz))
 }

@@ -254,7 +254,7 @@ impl Transport for DevCuse {
         self.closed.store(true, Ordering::SeqCst);
         // Interrupt the readers' read(2) until all have left (a signal that lands just before
         // a reader enters read(2) is lost, so keep sending); they hold the fd's read lock.
-        let fd = loop {
+        let mut fd = loop {
             for t in self.readers.lock().iter() {
                 // SAFETY: `t` is a live thread: it removes itself from `readers` (under this
                 // lock) before it can exit, and only after its read returned.
@@ -269,7 +269,6 @@ impl Transport for DevCuse {
         // deletes the cdev, so a new device registered with the same number in between leaves
         // the old, freed cdev in the kernel's map (a use-after-free at the next open of that
         // number). Callers hand a number out again only after close() has returned.
-        let mut fd = fd;
         drop(fd.take());
     }
 }

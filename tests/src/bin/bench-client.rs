@@ -61,19 +61,9 @@ fn parse<T: std::str::FromStr>(s: &str) -> T {
     })
 }
 
-/// The process's user + system CPU time in seconds (utime and stime in /proc/PID/stat).
+/// The process's user + system CPU time in seconds (0 when it cannot be read).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // utime and stime are fields 14 and 15; the first after ')' is field 3.
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / hz
+    cpu_times(pid).map_or(0.0, |(u, s)| u + s)
 }
 
 fn fourcc(s: &str) -> Result<u32, String> {

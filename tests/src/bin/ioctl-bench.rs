@@ -11,8 +11,10 @@
 //! thread, throughput >= 1.5x the floor's with 4 threads), and writes the figures as JSON.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
+
+use mcemu_tests::open_or_panic;
 
 use ioctl_abi::media::{media_v2_topology, MEDIA_IOC_G_TOPOLOGY};
 use ioctl_abi::subdev::{v4l2_subdev_format, VIDIOC_SUBDEV_G_FMT};
@@ -23,17 +25,6 @@ use zerocopy::IntoBytes;
 
 const BATCH: usize = 2000;
 const ROUNDS: usize = 7;
-
-fn open(path: &str) -> OwnedFd {
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .unwrap_or_else(|e| panic!("open {path}: {e}"));
-    // SAFETY: open() returned a new descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
 
 /// One ioctl under test: its command and a template argument.
 #[derive(Clone)]
@@ -65,36 +56,21 @@ fn topology_arg(fd: &OwnedFd) -> (Vec<u8>, Vec<Vec<u8>>) {
     (t.as_bytes().to_vec(), arrays)
 }
 
-/// A server process's (user, system) CPU seconds, from /proc/PID/stat; zeros without a pid.
+/// A server's (user, system) CPU seconds; zeros without a pid.
 fn cpu(pid: Option<u32>) -> (f64, f64) {
-    let Some(pid) = pid else { return (0.0, 0.0) };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<f64> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // utime and stime: fields 14 and 15 of stat; the first field after ')' is field 3.
-    (
-        f.get(11).copied().unwrap_or(0.0) / hz,
-        f.get(12).copied().unwrap_or(0.0) / hz,
-    )
+    pid.and_then(mcemu_tests::cpu_times).unwrap_or((0.0, 0.0))
 }
 
 /// `threads` threads each issue `BATCH` calls on their own descriptor; returns the wall time.
 fn batch(path: &str, case: &Case, threads: usize) -> f64 {
-    let fds: Vec<OwnedFd> = (0..threads).map(|_| open(path)).collect();
+    let fds: Vec<OwnedFd> = (0..threads).map(|_| open_or_panic(path)).collect();
     let start = Instant::now();
     std::thread::scope(|s| {
         for fd in &fds {
             let case = case.clone();
             s.spawn(move || {
                 let (mut arg, _arrays) = if let Some(of) = &case.topology_of {
-                    topology_arg(&open(of))
+                    topology_arg(&open_or_panic(of))
                 } else {
                     (case.arg.clone(), Vec::new())
                 };
@@ -208,19 +184,15 @@ fn main() {
     );
     let mut json = Vec::new();
     for (case, node, vivid) in &cases {
-        let topology = case.cmd == MEDIA_IOC_G_TOPOLOGY;
-        let floor_case = Case {
-            topology_of: topology.then(|| node.clone()),
+        // G_TOPOLOGY's arrays are sized by the media node asked: mcemu's for mcemu and the
+        // floor (which has no topology of its own), vivid's for vivid.
+        let sized_by = |of: Option<&String>| Case {
+            topology_of: (case.cmd == MEDIA_IOC_G_TOPOLOGY)
+                .then(|| of.cloned())
+                .flatten(),
             ..case.clone()
         };
-        let vivid_case = Case {
-            topology_of: topology.then(|| vivid.clone()).flatten(),
-            ..case.clone()
-        };
-        let mcemu_case = Case {
-            topology_of: topology.then(|| node.clone()),
-            ..case.clone()
-        };
+        let (mcemu_case, vivid_case) = (sized_by(Some(node)), sized_by(vivid.as_ref()));
         for threads in [1usize, 4] {
             let (mut f, mut f1, mut v, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             // Interleaved rounds: all see the same machine state.
@@ -231,9 +203,9 @@ fn main() {
             };
             for _ in 0..ROUNDS {
                 let c0 = cpu(floor_pid);
-                f.push(batch(&floor, &floor_case, threads));
+                f.push(batch(&floor, &mcemu_case, threads));
                 add(&mut fc, c0, cpu(floor_pid));
-                f1.push(batch(&floor1, &floor_case, threads));
+                f1.push(batch(&floor1, &mcemu_case, threads));
                 if let Some(vn) = vivid {
                     v.push(batch(vn, &vivid_case, threads));
                 }

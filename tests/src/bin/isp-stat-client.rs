@@ -8,23 +8,12 @@
 //! corrections and errnos; and while streaming, the events and the statistics data. Prints
 //! TAP-like lines; exits 1 on a failure.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use ioctl_abi::omap3isp::*;
-use mcemu_tests::{expect, Report};
+use mcemu_tests::{expect, open_or_panic, Report};
 use nix::errno::Errno;
 use zerocopy::{FromBytes, IntoBytes};
-
-fn open(path: &str) -> OwnedFd {
-    let fd = nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .unwrap_or_else(|e| panic!("open {path}: {e}"));
-    // SAFETY: open() returned a new descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
 
 /// ioctl(2) with `arg` as the argument buffer (its size is the command's).
 fn ioctl<T: IntoBytes + zerocopy::FromBytes>(
@@ -292,7 +281,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("cfg") {
         let mut r = Report::default();
-        let (ccdc, preview) = (open(&args[1]), open(&args[2]));
+        let (ccdc, preview) = (open_or_panic(&args[1]), open_or_panic(&args[2]));
         cfg(
             &ccdc,
             &preview,
@@ -303,16 +292,16 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("streaming") {
         let mut r = Report::default();
-        let (aewb, hist) = (open(&args[1]), open(&args[2]));
+        let (aewb, hist) = (open_or_panic(&args[1]), open_or_panic(&args[2]));
         streaming(&aewb, &hist, &mut r);
         std::process::exit(r.finish());
     }
     let node = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.into());
     let (aewb, af, hist, ccdc) = (
-        open(&node(0, "/dev/v4l-subdev5")),
-        open(&node(1, "/dev/v4l-subdev6")),
-        open(&node(2, "/dev/v4l-subdev7")),
-        open(&node(3, "/dev/v4l-subdev2")),
+        open_or_panic(&node(0, "/dev/v4l-subdev5")),
+        open_or_panic(&node(1, "/dev/v4l-subdev6")),
+        open_or_panic(&node(2, "/dev/v4l-subdev7")),
+        open_or_panic(&node(3, "/dev/v4l-subdev2")),
     );
     let mut r = Report::default();
 
