@@ -771,6 +771,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let _ = sigs.thread_block();
 
     raise_fd_limit(cfg.instances);
+    cuse::shm::tune_for_long_running();
     if !ensure_cuse_loaded() {
         return Err(ServeError::NoCuse);
     }

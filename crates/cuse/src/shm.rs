@@ -172,6 +172,31 @@ impl Drop for PageBuffer {
     }
 }
 
+/// Sets the allocator up for a long-running server with many mostly idle threads (a few per
+/// node), before those threads start:
+/// - one malloc arena unless the user chose (`MALLOC_ARENA_MAX` or a `GLIBC_TUNABLES`
+///   setting): glibc gives threads up to 8 arenas per CPU, each keeping its own free memory,
+///   so a daemon that plugs and unplugs devices grew from 5 to 12 MiB over 400 cycles and
+///   moved by megabytes between samples; with one arena it stays within a few per cent.
+///   Small allocations mostly come from each thread's cache, which needs no arena lock.
+/// - no transparent huge pages: a 2 MiB thread stack that happens to be aligned is backed by
+///   one huge page, so a thread that uses a few KiB of stack holds 2 MiB.
+pub fn tune_for_long_running() {
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"))
+    {
+        // SAFETY: mallopt only changes the allocator's own parameters; called before the
+        // server's threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::debug!(error = %e, "transparent huge pages stay enabled");
+    }
+}
+
 /// Returns the heap's free pages to the kernel (glibc keeps freed memory in its per-thread
 /// arenas). Called when a channel has closed and its threads are gone, so a daemon that plugs
 /// and unplugs devices for days holds what its live nodes use, not the high-water mark.

@@ -405,6 +405,53 @@ fn audit_field(key: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Where a process's resident memory is, from /proc/PID/smaps: the brk heap, other anonymous
+/// mappings (malloc's other arenas, thread stacks, reader buffers), file mappings (the binary,
+/// libraries, memfd frame buffers); and its thread count.
+fn memory_kinds(pid: u32) -> Vec<(&'static str, u64)> {
+    let (mut heap, mut anon, mut file) = (0, 0, 0);
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return Vec::new();
+    };
+    let mut kind = "anon";
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: range, perms, offset, dev, inode, [path].
+            let path = f.nth(4).unwrap_or("");
+            kind = match path {
+                "[heap]" => "heap",
+                "" => "anon",
+                p if p.starts_with('[') => "other",
+                _ => "file",
+            };
+        } else if first == "Rss:" {
+            let kib: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            match kind {
+                "heap" => heap += kib,
+                "anon" => anon += kib,
+                "file" => file += kib,
+                _ => {}
+            }
+        }
+    }
+    let threads = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    vec![
+        ("heap", heap),
+        ("anon", anon),
+        ("file", file),
+        ("threads", threads),
+    ]
+}
+
 fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String> {
     let current = Arc::new(parking_lot::Mutex::new(newest_nodes(SOCKET)?));
     let stop = Arc::new(AtomicBool::new(false));
@@ -468,20 +515,42 @@ fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String
             audit_field("live_objects"),
             audit_field("instances"),
         );
+        let mem = memory_kinds(pid);
         println!(
-            "  cycle {cycle:>6}: daemon RSS {rss} KiB, live objects {live}, instance records {insts}, {:.0} s",
+            "  cycle {cycle:>6}: daemon RSS {rss} KiB ({}), live objects {live}, instance records {insts}, {:.0} s",
+            mem.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
             t0.elapsed().as_secs_f64()
         );
-        samples.push(serde_json::json!({ "cycle": cycle, "rss_kib": rss, "live_objects": live }));
+        samples.push(serde_json::json!({
+            "cycle": cycle, "rss_kib": rss, "live_objects": live,
+            "kinds_kib": mem.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        }));
         pause.store(false, Ordering::SeqCst);
         rss
     };
     let mut rss = vec![sample(0, &mut samples)];
+    // Where a cycle's time goes: the unplug call, the replug call, the status that names the
+    // new nodes (summed since the last sample).
+    let mut phases = [Duration::ZERO; 3];
     for c in 1..=cycles {
+        let t = Instant::now();
         control(SOCKET, serde_json::json!({ "cmd": "unplug" }))?;
+        let t1 = Instant::now();
         control(SOCKET, serde_json::json!({ "cmd": "replug" }))?;
+        let t2 = Instant::now();
         *current.lock() = newest_nodes(SOCKET)?;
+        for (p, d) in phases.iter_mut().zip([t1 - t, t2 - t1, t2.elapsed()]) {
+            *p += d;
+        }
         if c % every == 0 {
+            let n = f64::from(every);
+            println!(
+                "  per cycle: unplug {:.0} ms, replug {:.0} ms, status {:.0} ms",
+                phases[0].as_secs_f64() * 1e3 / n,
+                phases[1].as_secs_f64() * 1e3 / n,
+                phases[2].as_secs_f64() * 1e3 / n
+            );
+            phases = [Duration::ZERO; 3];
             rss.push(sample(c, &mut samples));
         }
     }
