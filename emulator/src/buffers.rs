@@ -19,6 +19,42 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use parking_lot::Mutex;
 
 const GRANT_LIFETIME: Duration = Duration::from_secs(10);
+/// Connections one user may have open at once; the shim sends its token right after
+/// connecting and needs one per mmap() in flight.
+const MAX_CONNECTIONS_PER_USER: usize = 8;
+
+/// One of a user's connections to the buffer socket, given back when dropped.
+struct UserSlot {
+    active: Arc<Mutex<HashMap<u32, usize>>>,
+    uid: u32,
+}
+
+impl UserSlot {
+    fn take(active: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32) -> Option<Self> {
+        let mut a = active.lock();
+        let n = a.entry(uid).or_default();
+        if *n >= MAX_CONNECTIONS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            active: active.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut a = self.active.lock();
+        if let Some(n) = a.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                a.remove(&self.uid);
+            }
+        }
+    }
+}
 
 struct Grant {
     buffer: Arc<MemfdBuffer>,
@@ -88,17 +124,38 @@ impl Grants {
         std::thread::Builder::new()
             .name("buffers".into())
             .spawn(move || {
+                // One thread per connection, so a client that connects and stays silent holds
+                // up nobody else; at most MAX_CONNECTIONS_PER_USER at a time per user.
+                let active: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
                 for conn in listener.incoming().flatten() {
-                    if let Err(e) = self.serve_conn(conn) {
-                        tracing::debug!(error = %e, "buffer request refused");
-                    }
+                    let Ok(cred) = nix::sys::socket::getsockopt(
+                        &conn,
+                        nix::sys::socket::sockopt::PeerCredentials,
+                    ) else {
+                        continue;
+                    };
+                    let Some(slot) = UserSlot::take(&active, cred.uid()) else {
+                        tracing::warn!(
+                            uid = cred.uid(),
+                            "buffer socket: {MAX_CONNECTIONS_PER_USER} connections of this user open, refusing another"
+                        );
+                        continue;
+                    };
+                    let _ = std::thread::Builder::new()
+                        .name("buffers-conn".into())
+                        .spawn(move || {
+                            if let Err(e) = self.serve_conn(conn) {
+                                tracing::debug!(error = %e, "buffer request refused");
+                            }
+                            drop(slot);
+                        });
                 }
             })?;
         Ok(())
     }
 
     fn serve_conn(&self, mut conn: UnixStream) -> Result<(), String> {
-        conn.set_read_timeout(Some(Duration::from_secs(5)))
+        conn.set_read_timeout(Some(Duration::from_secs(2)))
             .map_err(|e| e.to_string())?;
         let cred = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
             .map_err(|e| e.to_string())?;
@@ -122,5 +179,24 @@ impl Grants {
                 Err(format!("pid {}: {e}", cred.pid()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_user_has_its_own_connection_slots() {
+        let active: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
+        let mine: Vec<_> = (0..MAX_CONNECTIONS_PER_USER)
+            .map(|_| UserSlot::take(&active, 1000).expect("a free slot"))
+            .collect();
+        assert!(UserSlot::take(&active, 1000).is_none(), "one too many");
+        let other = UserSlot::take(&active, 0).expect("another user is not held up");
+        drop(mine.into_iter().next());
+        assert!(UserSlot::take(&active, 1000).is_some(), "a closed one frees a slot");
+        drop(other);
+        assert!(!active.lock().contains_key(&0), "no record of users without connections");
     }
 }

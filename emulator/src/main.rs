@@ -62,6 +62,16 @@ enum Command {
         /// and nodes; unplugged and replugged one at a time with `ctl unplug/replug --instance`).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         instances: u32,
+        /// Owner of the device nodes (user name or uid).
+        #[arg(long, default_value = "root", value_name = "USER")]
+        node_owner: String,
+        /// Group of the device nodes (group name or gid); default video, or root where
+        /// there is no video group.
+        #[arg(long, value_name = "GROUP")]
+        node_group: Option<String>,
+        /// Permission bits of the device nodes, in octal.
+        #[arg(long, default_value = "0660", value_name = "MODE")]
+        node_mode: String,
     },
     /// Talk to a running daemon.
     Ctl {
@@ -171,7 +181,18 @@ fn main() {
             errno_profile,
             bus_root,
             instances,
-        } => {
+            node_owner,
+            node_group,
+            node_mode,
+        } => 'serve: {
+            let node_access =
+                match serve::NodeAccess::resolve(&node_owner, node_group.as_deref(), &node_mode) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("mcemu: {e}");
+                        break 'serve 2;
+                    }
+                };
             let cfg = serve::ServeConfig {
                 board,
                 control,
@@ -182,6 +203,7 @@ fn main() {
                 lifetime,
                 bus_root,
                 instances,
+                node_access,
             };
             match serve::run(cfg) {
                 Ok(()) => 0,

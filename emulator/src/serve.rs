@@ -36,6 +36,57 @@ pub struct ServeConfig {
     pub bus_root: Option<PathBuf>,
     /// Instances plugged in at start.
     pub instances: u32,
+    /// Owner, group and permission bits of every device node.
+    pub node_access: NodeAccess,
+}
+
+/// Who may open the device nodes (default root:video 0660, as udev gives V4L2 nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeAccess {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+impl NodeAccess {
+    /// From the command line: a user and a group by name or number, the mode in octal. The
+    /// default group `video` may be missing (a minimal system): then the nodes are root's.
+    pub fn resolve(owner: &str, group: Option<&str>, mode: &str) -> Result<Self, String> {
+        use nix::unistd::{Group, User};
+        let uid = match owner.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => User::from_name(owner)
+                .map_err(|e| format!("looking up user {owner:?}: {e}"))?
+                .ok_or_else(|| format!("--node-owner: no user named {owner:?}"))?
+                .uid
+                .as_raw(),
+        };
+        let gid = match group {
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => Group::from_name(g)
+                    .map_err(|e| format!("looking up group {g:?}: {e}"))?
+                    .ok_or_else(|| format!("--node-group: no group named {g:?}"))?
+                    .gid
+                    .as_raw(),
+            },
+            None => match Group::from_name("video") {
+                Ok(Some(g)) => g.gid.as_raw(),
+                _ => {
+                    tracing::warn!("no group named \"video\": device nodes get group root (--node-group sets one)");
+                    0
+                }
+            },
+        };
+        let digits = mode.strip_prefix("0o").unwrap_or(mode);
+        let mode = u32::from_str_radix(digits, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                format!("--node-mode: {mode:?} is not permission bits in octal (e.g. 0660)")
+            })?;
+        Ok(Self { uid, gid, mode })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -658,6 +709,10 @@ impl Registrar<'_> {
             .devt()
             .ok_or_else(|| ServeError::NoDevt(name.clone()))?;
         tracing::debug!(node = %name, ?devt, "registered");
+        let a = self.daemon.cfg.node_access;
+        if let Err(e) = transport.set_access(&name, a.uid, a.gid, a.mode) {
+            tracing::warn!(node = %name, error = %e, "could not set the node's owner and mode");
+        }
         self.nodes.push(NodeEntry {
             name: name.clone(),
             kind,
@@ -763,6 +818,42 @@ fn raise_fd_limit(instances: u32) {
     }
 }
 
+/// What the daemon needs once set up, from the capabilities it has: `CAP_CHOWN` to give
+/// nodes registered later their owner and group, `CAP_SYS_PTRACE` to reach the buffers of
+/// clients of other users (USERPTR, through `process_vm_readv/writev`), and `CAP_SYS_ADMIN`
+/// only with `--bus-root` (the FUSE mount and its unmount). Opening /dev/cuse and removing
+/// nodes from /dev need none (the daemon's uid owns them). Everything else goes from the
+/// effective, permitted, inheritable, ambient and bounding sets, so a program it might run
+/// cannot regain it either. Without the capabilities to drop (not root), nothing changes.
+fn drop_capabilities(bus: bool) {
+    use caps::{CapSet, Capability};
+    let mut keep = caps::CapsHashSet::from([Capability::CAP_CHOWN, Capability::CAP_SYS_PTRACE]);
+    if bus {
+        keep.insert(Capability::CAP_SYS_ADMIN);
+    }
+    let Ok(permitted) = caps::read(None, CapSet::Permitted) else {
+        return;
+    };
+    let keep: caps::CapsHashSet = keep.intersection(&permitted).copied().collect();
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        for c in caps::all().difference(&keep) {
+            let _ = caps::drop(None, CapSet::Bounding, *c);
+        }
+    }
+    let _ = caps::clear(None, CapSet::Ambient);
+    let result = caps::clear(None, CapSet::Inheritable)
+        .and_then(|_| caps::set(None, CapSet::Effective, &keep))
+        .and_then(|_| caps::set(None, CapSet::Permitted, &keep));
+    match result {
+        Ok(()) => {
+            let mut names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
+            names.sort();
+            tracing::info!(kept = %names.join(","), "capabilities dropped");
+        }
+        Err(e) => tracing::warn!(error = %e, "could not drop capabilities"),
+    }
+}
+
 pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     // Signals are taken synchronously by this thread; block them before any thread starts.
     let mut sigs = SigSet::empty();
@@ -775,6 +866,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     if !ensure_cuse_loaded() {
         return Err(ServeError::NoCuse);
     }
+    // Before any thread starts: capabilities are per thread, and threads inherit them.
+    drop_capabilities(cfg.bus_root.is_some());
     let major = match cfg.major {
         Some(m) => m,
         None => pick_local_major().unwrap_or(0),
@@ -827,7 +920,33 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
 
 #[cfg(test)]
 mod tests {
-    use super::Numbers;
+    use super::{NodeAccess, Numbers};
+
+    #[test]
+    fn node_access_takes_numbers_names_and_octal_modes() {
+        assert_eq!(
+            NodeAccess::resolve("0", Some("44"), "0660"),
+            Ok(NodeAccess {
+                uid: 0,
+                gid: 44,
+                mode: 0o660
+            })
+        );
+        let root = NodeAccess::resolve("root", Some("0"), "640").unwrap();
+        assert_eq!((root.uid, root.mode), (0, 0o640));
+        assert_eq!(
+            NodeAccess::resolve("7", Some("7"), "0o600").unwrap().mode,
+            0o600
+        );
+        for bad in ["999", "4755", "rw-rw----", "", "1777"] {
+            let e = NodeAccess::resolve("0", Some("0"), bad).unwrap_err();
+            assert!(e.contains("is not permission bits in octal"), "{bad}: {e}");
+        }
+        let e = NodeAccess::resolve("no-such-user-here", Some("0"), "0660").unwrap_err();
+        assert!(e.contains("no user named"), "{e}");
+        let e = NodeAccess::resolve("0", Some("no-such-group-here"), "0660").unwrap_err();
+        assert!(e.contains("no group named"), "{e}");
+    }
 
     #[test]
     fn minors_are_reused_after_release_lowest_first() {

@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,6 +93,44 @@ impl DevCuse {
     /// The device number the kernel gave the node, once registered.
     pub fn devt(&self) -> Option<(u32, u32)> {
         *self.devt.lock()
+    }
+
+    /// `dev_root/name` if it is this channel's node: a character device with our number.
+    fn our_node(&self, name: &str) -> Option<PathBuf> {
+        let (maj, min) = self.devt()?;
+        let path = self.dev_root.join(name);
+        let md = std::fs::symlink_metadata(&path).ok()?;
+        (md.file_type().is_char_device()
+            && md.rdev() == nix::sys::stat::makedev(maj.into(), min.into()))
+        .then_some(path)
+    }
+
+    /// Gives the registered node its owner, group and permission bits. devtmpfs creates the
+    /// node (root:root 0600) while the kernel handles the CUSE_INIT reply; a udev rule, where
+    /// udev runs, may set its own afterwards.
+    pub fn set_access(&self, name: &str, uid: u32, gid: u32, mode: u32) -> std::io::Result<()> {
+        let mut tries = 0;
+        let path = loop {
+            match self.our_node(name) {
+                Some(p) => break p,
+                None if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!(
+                            "{} is not this channel's device node",
+                            self.dev_root.join(name).display()
+                        ),
+                    ))
+                }
+            }
+        };
+        // The mode first: the node never has the new owner with the old, wider bits.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
     }
 }
 
@@ -232,21 +270,10 @@ impl Transport for DevCuse {
     }
 
     fn hide(&self, name: &str) {
-        let path = self.dev_root.join(name);
-        let Some((maj, min)) = self.devt() else {
-            return;
-        };
-        // Only remove the node if it is ours: a char device with our number.
-        match std::fs::symlink_metadata(&path) {
-            Ok(md)
-                if md.file_type().is_char_device()
-                    && md.rdev() == nix::sys::stat::makedev(maj.into(), min.into()) =>
-            {
-                if let Err(e) = std::fs::remove_file(&path) {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove device node");
-                }
+        if let Some(path) = self.our_node(name) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove device node");
             }
-            _ => {}
         }
     }
 
