@@ -195,8 +195,14 @@ mod tests {
         assert!(UserSlot::take(&active, 1000).is_none(), "one too many");
         let other = UserSlot::take(&active, 0).expect("another user is not held up");
         drop(mine.into_iter().next());
-        assert!(UserSlot::take(&active, 1000).is_some(), "a closed one frees a slot");
+        assert!(
+            UserSlot::take(&active, 1000).is_some(),
+            "a closed one frees a slot"
+        );
         drop(other);
-        assert!(!active.lock().contains_key(&0), "no record of users without connections");
+        assert!(
+            !active.lock().contains_key(&0),
+            "no record of users without connections"
+        );
     }
 }

@@ -227,6 +227,15 @@ pub fn mount(
     mountpoint: &std::path::Path,
     ctl: Arc<dyn Control>,
 ) -> std::io::Result<fuser::BackgroundSession> {
+    // A daemon killed with the filesystem mounted leaves a dead FUSE mount behind ("transport
+    // endpoint is not connected"): detach it, so a restarted daemon can mount in its place.
+    if let Err(e) = std::fs::metadata(mountpoint) {
+        if e.raw_os_error() == Some(libc::ENOTCONN) {
+            tracing::info!(path = %mountpoint.display(), "detaching the dead mount a killed daemon left");
+            nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(std::io::Error::from)?;
+        }
+    }
     std::fs::create_dir_all(mountpoint)?;
     let mut cfg = fuser::Config::default();
     cfg.mount_options = vec![

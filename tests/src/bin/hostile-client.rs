@@ -3,6 +3,9 @@
 //!   hostile-client silent SOCKET N SECONDS
 //!       keeps N connections to a unix socket open for SECONDS without sending a byte; when
 //!       the server closes one, connects again. Prints how many connections were made.
+//!   hostile-client poll SUBDEV
+//!       subscribes to FRAME_SYNC on a sub-device node and waits in poll(2) for it without a
+//!       time limit (to be killed while it waits).
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -15,6 +18,7 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["silent", socket, n, secs] => silent(socket, parse(n), parse(secs)),
+        ["poll", node] => poll_forever(node),
         _ => {
             eprintln!("usage: see the comment at the top of tests/src/bin/hostile-client.rs");
             std::process::exit(2);
@@ -57,4 +61,24 @@ fn silent(socket: &str, n: u32, secs: u64) {
         "silent: {} connections to {socket} in {secs} s",
         made.load(Ordering::Relaxed)
     );
+}
+
+fn poll_forever(node: &str) {
+    use ioctl_abi::videodev2::{
+        v4l2_event_subscription, V4L2_EVENT_FRAME_SYNC, VIDIOC_SUBSCRIBE_EVENT,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = mcemu_tests::open_or_panic(node);
+    let mut sub = v4l2_event_subscription::zeroed();
+    sub.type_ = V4L2_EVENT_FRAME_SYNC;
+    // SAFETY: `sub` is a live struct of the size the command encodes.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), VIDIOC_SUBSCRIBE_EVENT as _, &mut sub) } < 0 {
+        eprintln!("VIDIOC_SUBSCRIBE_EVENT: {}", nix::errno::Errno::last());
+        std::process::exit(1);
+    }
+    println!("polling {node}");
+    loop {
+        let (n, revents) = mcemu_tests::poll(&fd, libc::POLLPRI, -1);
+        println!("poll: {n} {revents:#x}");
+    }
 }
