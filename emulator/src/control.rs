@@ -60,6 +60,9 @@ pub struct Status {
     /// Armed race breakpoints and calls parked at them.
     #[serde(default)]
     pub breakpoints: serde_json::Value,
+    /// What each client process holds, against the caps (`--max-*`).
+    #[serde(default)]
+    pub clients: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -379,6 +382,7 @@ mod tests {
                 ready: self.0,
                 instances: vec![],
                 breakpoints: serde_json::Value::Null,
+                clients: serde_json::Value::Null,
             }
         }
         fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String> {

@@ -7,6 +7,7 @@ mod busfs;
 mod control;
 mod dispatch;
 mod instance;
+mod limits;
 mod nodes;
 mod serve;
 
@@ -72,6 +73,16 @@ enum Command {
         /// Permission bits of the device nodes, in octal.
         #[arg(long, default_value = "0660", value_name = "MODE")]
         node_mode: String,
+        /// Handles one process may have open on the daemon's nodes (more: EMFILE).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        max_handles: u32,
+        /// MMAP buffer memory one process may hold, in MiB (REQBUFS gets fewer buffers past it,
+        /// none: ENOMEM).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        max_buffer_mib: u64,
+        /// Calls one process may have waiting in blocking DQBUF/DQEVENT (more: EBUSY).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+        max_parked: u32,
     },
     /// Talk to a running daemon.
     Ctl {
@@ -184,6 +195,9 @@ fn main() {
             node_owner,
             node_group,
             node_mode,
+            max_handles,
+            max_buffer_mib,
+            max_parked,
         } => 'serve: {
             let node_access =
                 match serve::NodeAccess::resolve(&node_owner, node_group.as_deref(), &node_mode) {
@@ -204,6 +218,11 @@ fn main() {
                 bus_root,
                 instances,
                 node_access,
+                caps: limits::Caps {
+                    handles: max_handles,
+                    buffer_bytes: max_buffer_mib << 20,
+                    parked: max_parked,
+                },
             };
             match serve::run(cfg) {
                 Ok(()) => 0,

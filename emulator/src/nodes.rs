@@ -28,6 +28,7 @@ use zerocopy::IntoBytes;
 use crate::breakpoints::{Breakpoints, Stage};
 use crate::dispatch::{self, Stages};
 use crate::instance::{CallGuard, InstanceState, Lifetime, NodeKind, UafEvent};
+use crate::limits::{Limits, Parked};
 
 /// A client's address space as the buffer queues see it: reachable for the process's life.
 struct ProcessBuffers(Arc<dyn ClientMemory>);
@@ -82,6 +83,8 @@ impl DevRef {
 struct FhState {
     _media: MediaFh,
     nonblock: bool,
+    /// The process that opened it: what the handle holds counts against its limits.
+    tgid: i32,
     /// Subscriptions: (type, id) -> (flags, queue depth of that subscription).
     subs: HashMap<(u32, u32), (u32, usize)>,
     events: VecDeque<v4l2_event>,
@@ -98,10 +101,11 @@ pub struct Node {
     next_fh: AtomicU64,
     open: Mutex<HashMap<u64, FhState>>,
     /// Blocking VIDIOC_DQEVENT calls waiting for an event, by file handle.
-    parked: Mutex<Vec<(u64, ReplyIoctl)>>,
+    parked: Mutex<Vec<(u64, ReplyIoctl, Parked)>>,
     /// Blocking VIDIOC_DQBUF calls waiting for a buffer: handle, the caller's struct, reply.
-    parked_dq: Mutex<Vec<(u64, v4l2_buffer, ReplyIoctl)>>,
+    parked_dq: Mutex<Vec<(u64, v4l2_buffer, ReplyIoctl, Parked)>>,
     notifier: Mutex<Option<Notifier>>,
+    limits: Arc<Limits>,
 }
 
 impl Node {
@@ -111,6 +115,7 @@ impl Node {
         state: Arc<InstanceState>,
         breakpoints: Arc<Breakpoints>,
         handler: Handler,
+        limits: Arc<Limits>,
     ) -> Arc<Self> {
         let dev = match state.lifetime {
             Lifetime::Refcount => DevRef::Pinned(dev),
@@ -128,6 +133,7 @@ impl Node {
             parked: Mutex::new(Vec::new()),
             parked_dq: Mutex::new(Vec::new()),
             notifier: Mutex::new(None),
+            limits,
         });
         // A buffer queue changed: wake pollers and parked DQBUFs of that handle.
         if let Handler::Video(h) = &node.handler {
@@ -159,11 +165,11 @@ impl Node {
     pub fn unplugged(&self) {
         if self.state.profile == crate::instance::ErrnoProfile::Strict {
             let parked: Vec<_> = self.parked.lock().drain(..).collect();
-            for (_, r) in parked {
+            for (_, r, _) in parked {
                 r.error(Errno::ENODEV);
             }
             let parked: Vec<_> = self.parked_dq.lock().drain(..).collect();
-            for (_, _, r) in parked {
+            for (_, _, r, _) in parked {
                 r.error(Errno::ENODEV);
             }
         }
@@ -191,11 +197,11 @@ impl Node {
     fn queue_changed(&self, fh: u64) {
         if let Handler::Video(h) = &self.handler {
             let mut parked = self.parked_dq.lock();
-            if let Some(pos) = parked.iter().position(|(f, _, _)| *f == fh) {
+            if let Some(pos) = parked.iter().position(|(f, _, _, _)| *f == fh) {
                 let b = parked[pos].1;
                 let r = h.dqbuf(fh, b, false);
                 if !r.would_block {
-                    let (_, _, reply) = parked.remove(pos);
+                    let (_, _, reply, _) = parked.remove(pos);
                     drop(parked);
                     match r.result {
                         Ok(b) => reply.done(0, b.as_bytes()),
@@ -250,7 +256,11 @@ impl Node {
             Ok(None) => return reply.retry_round(round),
             Err(e) => return reply.error(e),
         };
-        let nonblock = self.open.lock().get(&req.fh).is_some_and(|s| s.nonblock);
+        let (nonblock, tgid) = self
+            .open
+            .lock()
+            .get(&req.fh)
+            .map_or((false, 0), |s| (s.nonblock, s.tgid));
         let mut parked = self.parked_dq.lock();
         let r = h.dqbuf(req.fh, b, nonblock);
         if !r.would_block {
@@ -260,19 +270,23 @@ impl Node {
                 Err(e) => reply.error(e),
             };
         }
-        if parked.iter().any(|(f, _, _)| *f == req.fh) {
+        if parked.iter().any(|(f, _, _, _)| *f == req.fh) {
             return reply.error(Errno::EBUSY);
         }
+        let slot = match self.limits.park(tgid, "VIDIOC_DQBUF") {
+            Ok(s) => s,
+            Err(e) => return reply.error(e),
+        };
         let unique = reply.unique();
         let handle = reply.interrupt_handle();
-        parked.push((req.fh, b, reply));
+        parked.push((req.fh, b, reply, slot));
         drop(parked);
         let me = self.me.clone();
         handle.on_interrupt(move || {
             let Some(node) = me.upgrade() else { return };
             let mut parked = node.parked_dq.lock();
-            if let Some(pos) = parked.iter().position(|(_, _, r)| r.unique() == unique) {
-                let (_, _, r) = parked.remove(pos);
+            if let Some(pos) = parked.iter().position(|(_, _, r, _)| r.unique() == unique) {
+                let (_, _, r, _) = parked.remove(pos);
                 drop(parked);
                 r.error(Errno::EINTR);
             }
@@ -357,13 +371,13 @@ impl Node {
     /// Hands the oldest queued event of `fh` to a blocked DQEVENT, if both exist.
     fn complete_parked(&self, fh: u64) {
         let mut parked = self.parked.lock();
-        let Some(pos) = parked.iter().position(|(f, _)| *f == fh) else {
+        let Some(pos) = parked.iter().position(|(f, _, _)| *f == fh) else {
             return;
         };
         let Some(ev) = self.dequeue(fh) else {
             return;
         };
-        let (_, reply) = parked.remove(pos);
+        let (_, reply, _) = parked.remove(pos);
         drop(parked);
         reply.done(0, ev.as_bytes());
     }
@@ -390,20 +404,28 @@ impl Node {
             if let Some(ev) = self.dequeue(req.fh) {
                 return reply.done(0, ev.as_bytes());
             }
-            let nonblock = self.open.lock().get(&req.fh).is_some_and(|s| s.nonblock);
+            let (nonblock, tgid) = self
+                .open
+                .lock()
+                .get(&req.fh)
+                .map_or((false, 0), |s| (s.nonblock, s.tgid));
             if nonblock {
                 return reply.error(Errno::ENOENT);
             }
+            let slot = match self.limits.park(tgid, "VIDIOC_DQEVENT") {
+                Ok(s) => s,
+                Err(e) => return reply.error(e),
+            };
             // Park until an event comes, a signal, or (strict profile) unplug.
             let unique = reply.unique();
             let handle = reply.interrupt_handle();
-            self.parked.lock().push((req.fh, reply));
+            self.parked.lock().push((req.fh, reply, slot));
             let me = self.me.clone();
             handle.on_interrupt(move || {
                 let Some(node) = me.upgrade() else { return };
                 let mut parked = node.parked.lock();
-                if let Some(pos) = parked.iter().position(|(_, r)| r.unique() == unique) {
-                    let (_, r) = parked.remove(pos);
+                if let Some(pos) = parked.iter().position(|(_, r, _)| r.unique() == unique) {
+                    let (_, r, _) = parked.remove(pos);
                     drop(parked);
                     r.error(Errno::EINTR);
                 }
@@ -636,6 +658,9 @@ impl Device for Node {
             return Err(self.open_refused());
         }
         let dev = self.dev.get().ok_or_else(|| self.open_refused())?;
+        let tgid = i32::try_from(ctx.pid).unwrap_or(0);
+        let tgid = cuse::memory::tgid_of(tgid).unwrap_or(tgid);
+        self.limits.open_handle(tgid, &self.path)?;
         let media = match self.state.lifetime {
             Lifetime::Refcount => MediaFh::new(dev),
             Lifetime::Devm | Lifetime::RegisteredBit => MediaFh::unpinned(&dev),
@@ -644,7 +669,10 @@ impl Device for Node {
         let n = self.next_fh.fetch_add(1, Ordering::Relaxed);
         match &self.handler {
             Handler::Subdev(h) => h.open(n),
-            Handler::Video(h) => h.open(n),
+            Handler::Video(h) => {
+                h.open(n);
+                h.set_budget(n, self.limits.budget(tgid));
+            }
             Handler::Media => {}
         }
         self.open.lock().insert(
@@ -653,6 +681,7 @@ impl Device for Node {
                 _media: media,
                 // Ioctls do not see later fcntl() changes over CUSE: O_NONBLOCK is open()'s.
                 nonblock: flags & libc::O_NONBLOCK as u32 != 0,
+                tgid,
                 subs: HashMap::new(),
                 events: VecDeque::new(),
                 sequence: 0,
@@ -662,14 +691,17 @@ impl Device for Node {
     }
 
     fn release(&self, fh: u64) {
-        self.parked.lock().retain(|(f, _)| *f != fh);
-        self.parked_dq.lock().retain(|(f, _, _)| *f != fh);
+        self.parked.lock().retain(|(f, _, _)| *f != fh);
+        self.parked_dq.lock().retain(|(f, _, _, _)| *f != fh);
         match &self.handler {
             Handler::Subdev(h) => h.release(fh),
             Handler::Video(h) => h.release(fh),
             Handler::Media => {}
         }
         let fh = self.open.lock().remove(&fh);
+        if let Some(f) = &fh {
+            self.limits.close_handle(f.tgid);
+        }
         // Under devm the release path (v4l2_release, cdev_put) touches the freed device node.
         if fh.is_some() {
             self.entry_access(|| "close".into(), 0);
@@ -817,6 +849,7 @@ mod tests {
             state.clone(),
             bps.clone(),
             Handler::Media,
+            crate::limits::Limits::new(Default::default()),
         );
         let s = Session::start(k.transport(), &DeviceInfo::new("media0"), node).unwrap();
         let handle = s.handle();
@@ -1117,6 +1150,7 @@ mod tests {
             state.clone(),
             bps.clone(),
             Handler::Subdev(Arc::new(h)),
+            crate::limits::Limits::new(Default::default()),
         );
         let s =
             Session::start(k.transport(), &DeviceInfo::new("v4l-subdev2"), node.clone()).unwrap();

@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub instances: u32,
     /// Owner, group and permission bits of every device node.
     pub node_access: NodeAccess,
+    /// What one client process may hold.
+    pub caps: crate::limits::Caps,
 }
 
 /// Who may open the device nodes (default root:video 0660, as udev gives V4L2 nodes).
@@ -162,6 +164,7 @@ struct Daemon {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     started: std::time::Instant,
     breakpoints: Arc<Breakpoints>,
+    limits: Arc<crate::limits::Limits>,
     me: std::sync::Weak<Daemon>,
 }
 
@@ -477,6 +480,7 @@ impl Control for Daemon {
                 .is_some_and(|i| !i.nodes.is_empty() && i.nodes.iter().all(|n| n.registered)),
             instances,
             breakpoints: self.breakpoints.describe(),
+            clients: self.limits.describe(),
         }
     }
 
@@ -702,6 +706,7 @@ impl Registrar<'_> {
             self.state.clone(),
             self.daemon.breakpoints.clone(),
             handler,
+            self.daemon.limits.clone(),
         );
         let weak = Arc::downgrade(&node);
         let (session, transport) = register(&name, &mut self.daemon.numbers.lock(), node)?;
@@ -886,6 +891,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         threads: Mutex::new(Vec::new()),
         started: std::time::Instant::now(),
         breakpoints: Arc::default(),
+        limits: crate::limits::Limits::new(cfg.caps),
         me: me.clone(),
     });
     for _ in 0..cfg.instances.max(1) {

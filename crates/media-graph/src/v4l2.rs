@@ -113,6 +113,8 @@ pub trait VideoIoctls: Send + Sync {
         (libc::POLLIN | libc::POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM) as u32
     }
     fn set_notify(&self, _notify: QueueNotify) {}
+    /// Accounts `fh`'s MMAP buffer memory to `budget` (see [`crate::vb2::Queue::set_budget`]).
+    fn set_budget(&self, _fh: u64, _budget: Arc<dyn crate::vb2::Budget>) {}
     /// `vb2_mmap`: the MMAP buffer of `fh`'s queue at `offset`, for a mapping of `length`
     /// with the `MCEMU_VM_*` flags `vm`.
     fn mmap_buffer(

@@ -91,6 +91,34 @@ pub enum BufState {
     Error,
 }
 
+/// Where a queue's MMAP buffer memory is accounted: the daemon caps what one client may hold.
+pub trait Budget: Send + Sync {
+    /// Takes `bytes`; false when that would pass the cap (the buffer is not allocated).
+    fn take(&self, bytes: u64) -> bool;
+    fn give_back(&self, bytes: u64);
+}
+
+/// Memory taken from a [`Budget`], given back when the buffer goes.
+pub struct Charge {
+    budget: Arc<dyn Budget>,
+    bytes: u64,
+}
+
+impl Charge {
+    pub fn take(budget: &Arc<dyn Budget>, bytes: u64) -> Option<Self> {
+        budget.take(bytes).then(|| Self {
+            budget: budget.clone(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
 pub struct Buffer {
     pub index: u32,
     pub state: BufState,
@@ -109,6 +137,8 @@ pub struct Buffer {
     pub memory: Option<Arc<dyn UserMemory>>,
     /// MMAP: the buffer's own memory.
     pub mmap: Option<Arc<MemfdBuffer>>,
+    /// MMAP: what the memory took from the queue's budget.
+    _charge: Option<Charge>,
 }
 
 /// A buffer the driver is filling: what it needs to write the frame, outside the queue's lock.
@@ -144,6 +174,7 @@ pub struct Queue {
     /// A blocking DQBUF is parked on this queue.
     pub waiting_in_dqbuf: bool,
     epoch: u64,
+    budget: Option<Arc<dyn Budget>>,
 }
 
 /// A DQBUF outcome that may wait: `Err(EAGAIN)` with `would_block` true means "park me".
@@ -166,7 +197,14 @@ impl Queue {
             active: VecDeque::new(),
             waiting_in_dqbuf: false,
             epoch: 0,
+            budget: None,
         }
+    }
+
+    /// Accounts this queue's MMAP buffers to `budget` from now on: a buffer that would pass
+    /// its cap is not allocated (REQBUFS/CREATE_BUFS give fewer buffers, ENOMEM for none).
+    pub fn set_budget(&mut self, budget: Arc<dyn Budget>) {
+        self.budget = Some(budget);
     }
 
     pub fn is_streaming(&self) -> bool {
@@ -273,13 +311,20 @@ impl Queue {
     fn alloc(&mut self, count: u32, size: u32) -> u32 {
         let first = self.bufs.len() as u32;
         for index in first..first + count {
-            let mmap = if self.memory == V4L2_MEMORY_MMAP {
+            let (mmap, charge) = if self.memory == V4L2_MEMORY_MMAP {
+                let charge = match &self.budget {
+                    Some(b) => match Charge::take(b, u64::from(size)) {
+                        Some(c) => Some(c),
+                        None => return index - first,
+                    },
+                    None => None,
+                };
                 match MemfdBuffer::new(size) {
-                    Ok(m) => Some(Arc::new(m)),
+                    Ok(m) => (Some(Arc::new(m)), charge),
                     Err(_) => return index - first,
                 }
             } else {
-                None
+                (None, None)
             };
             let memory = mmap.clone().map(|m| -> Arc<dyn UserMemory> { m });
             self.bufs.push(Buffer {
@@ -296,6 +341,7 @@ impl Queue {
                 sequence: 0,
                 memory,
                 mmap,
+                _charge: charge,
             });
         }
         count

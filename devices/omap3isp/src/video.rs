@@ -453,6 +453,12 @@ impl VideoIoctls for IspVideo {
         self.handles.lock().insert(fh, h);
     }
 
+    fn set_budget(&self, fh: u64, budget: Arc<dyn media_graph::vb2::Budget>) {
+        if let Some(h) = self.handles.lock().get_mut(&fh) {
+            h.queue.set_budget(budget);
+        }
+    }
+
     /// `isp_video_release`: an implicit STREAMOFF, then the queue goes.
     fn release(&self, fh: u64) {
         self.stop_streaming(fh);

@@ -3,6 +3,16 @@
 //!   hostile-client silent SOCKET N SECONDS
 //!       keeps N connections to a unix socket open for SECONDS without sending a byte; when
 //!       the server closes one, connects again. Prints how many connections were made.
+//!   hostile-client open-many NODE N
+//!       opens NODE N times, holding every handle; prints how many opened and the errno that
+//!       stopped it.
+//!   hostile-client reqbufs VIDEO COUNT COUNT2
+//!       two handles on a capture node, S_FMT 640x480 UYVY on each, REQBUFS MMAP COUNT on the first and
+//!       COUNT2 on the second; prints the size and what each REQBUFS gave.
+//!   hostile-client dqevent-many SUBDEV N
+//!       N threads in a blocking VIDIOC_DQEVENT on one handle subscribed to FRAME_SYNC (which
+//!       an idle pipeline never sends); after 2 s prints how many are still waiting and how
+//!       many failed with which errno.
 //!   hostile-client poll SUBDEV
 //!       subscribes to FRAME_SYNC on a sub-device node and waits in poll(2) for it without a
 //!       time limit (to be killed while it waits).
@@ -19,6 +29,9 @@ fn main() {
     match a.as_slice() {
         ["silent", socket, n, secs] => silent(socket, parse(n), parse(secs)),
         ["poll", node] => poll_forever(node),
+        ["open-many", node, n] => open_many(node, parse(n)),
+        ["reqbufs", node, a, b] => reqbufs(node, parse(a), parse(b)),
+        ["dqevent-many", node, n] => dqevent_many(node, parse(n)),
         _ => {
             eprintln!("usage: see the comment at the top of tests/src/bin/hostile-client.rs");
             std::process::exit(2);
@@ -81,4 +94,91 @@ fn poll_forever(node: &str) {
         let (n, revents) = mcemu_tests::poll(&fd, libc::POLLPRI, -1);
         println!("poll: {n} {revents:#x}");
     }
+}
+
+fn open_many(node: &str, n: u32) {
+    let mut held = Vec::new();
+    let mut stop = None;
+    for _ in 0..n {
+        match mcemu_tests::open(node) {
+            Ok(fd) => held.push(fd),
+            Err(e) => {
+                stop = Some(e);
+                break;
+            }
+        }
+    }
+    match stop {
+        Some(e) => println!("open-many: opened {}, then {e:?}", held.len()),
+        None => println!("open-many: opened {}", held.len()),
+    }
+}
+
+fn reqbufs(node: &str, first: u32, second: u32) {
+    use ioctl_abi::videodev2::*;
+    use mcemu_tests::{vioctl, CAP};
+    let handles = [
+        mcemu_tests::open_or_panic(node),
+        mcemu_tests::open_or_panic(node),
+    ];
+    for (fd, count) in handles.iter().zip([first, second]) {
+        let mut f = v4l2_format::zeroed();
+        f.type_ = CAP;
+        let mut p = v4l2_pix_format::zeroed();
+        (p.width, p.height, p.field) = (640, 480, V4L2_FIELD_NONE);
+        p.pixelformat = u32::from_le_bytes(*b"UYVY");
+        f.set_pix(&p);
+        if let Err(e) = vioctl(fd, VIDIOC_S_FMT, &mut f) {
+            println!("reqbufs: S_FMT {e:?}");
+            return;
+        }
+        let mut rb = v4l2_requestbuffers::zeroed();
+        rb.count = count;
+        rb.type_ = CAP;
+        rb.memory = V4L2_MEMORY_MMAP;
+        match vioctl(fd, VIDIOC_REQBUFS, &mut rb) {
+            Ok(()) => println!(
+                "reqbufs: {} bytes each: asked {count}, got {}",
+                f.pix().sizeimage,
+                rb.count
+            ),
+            Err(e) => println!(
+                "reqbufs: {} bytes each: asked {count}, {e:?}",
+                f.pix().sizeimage
+            ),
+        }
+    }
+}
+
+fn dqevent_many(node: &str, n: u32) {
+    use ioctl_abi::videodev2::{
+        v4l2_event, v4l2_event_subscription, V4L2_EVENT_FRAME_SYNC, VIDIOC_DQEVENT,
+        VIDIOC_SUBSCRIBE_EVENT,
+    };
+    let fd = Arc::new(mcemu_tests::open_or_panic(node));
+    let mut sub = v4l2_event_subscription::zeroed();
+    sub.type_ = V4L2_EVENT_FRAME_SYNC;
+    if let Err(e) = mcemu_tests::vioctl(&fd, VIDIOC_SUBSCRIBE_EVENT, &mut sub) {
+        println!("dqevent-many: SUBSCRIBE_EVENT {e:?}");
+        return;
+    }
+    let failed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    for _ in 0..n {
+        let (fd, failed) = (fd.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let mut ev = v4l2_event::zeroed();
+            if let Err(e) = mcemu_tests::vioctl(&fd, VIDIOC_DQEVENT, &mut ev) {
+                failed.lock().push(e);
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let failed = failed.lock().clone();
+    println!(
+        "dqevent-many: {} waiting, {} failed: {failed:?}",
+        n as usize - failed.len(),
+        failed.len()
+    );
+    // Exiting ends the waiting calls (the kernel interrupts them).
+    std::process::exit(0);
 }
