@@ -212,10 +212,7 @@ pub fn serve(path: &Path, ctl: Arc<dyn Control>) -> Result<(), ServerError> {
                 let Ok(conn) = conn else { continue };
                 if let Err(e) = peer_allowed(&conn) {
                     tracing::warn!(error = %e, "control connection refused");
-                    let mut c = &conn;
-                    let _ = c.write_all(
-                        format!("{}\n", serde_json::json!({"ok": false, "error": e})).as_bytes(),
-                    );
+                    std::thread::spawn(move || refuse(conn, &e));
                     continue;
                 }
                 let ctl = ctl.clone();
@@ -224,6 +221,18 @@ pub fn serve(path: &Path, ctl: Arc<dyn Control>) -> Result<(), ServerError> {
         })
         .expect("spawning the control thread");
     Ok(())
+}
+
+/// Answers a refused peer's request with the error. Its request is read (and dropped) before
+/// the close: closing with unread data resets the connection, and the client would see
+/// "connection reset" instead of the reason.
+fn refuse(conn: UnixStream, error: &str) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut c = &conn;
+    let _ =
+        c.write_all(format!("{}\n", serde_json::json!({"ok": false, "error": error})).as_bytes());
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let _ = std::io::copy(&mut (&conn).take(MAX_LINE), &mut std::io::sink());
 }
 
 /// Root, or the user the daemon runs as.
