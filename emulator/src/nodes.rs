@@ -256,11 +256,7 @@ impl Node {
             Ok(None) => return reply.retry_round(round),
             Err(e) => return reply.error(e),
         };
-        let (nonblock, tgid) = self
-            .open
-            .lock()
-            .get(&req.fh)
-            .map_or((false, 0), |s| (s.nonblock, s.tgid));
+        let (nonblock, tgid) = self.nonblock_and_opener(req.fh);
         let mut parked = self.parked_dq.lock();
         let r = h.dqbuf(req.fh, b, nonblock);
         if !r.would_block {
@@ -368,6 +364,15 @@ impl Node {
         }
     }
 
+    /// What a blocking call on `fh` needs: O_NONBLOCK from open(), and the process a parked
+    /// call counts against.
+    fn nonblock_and_opener(&self, fh: u64) -> (bool, i32) {
+        self.open
+            .lock()
+            .get(&fh)
+            .map_or((false, 0), |s| (s.nonblock, s.tgid))
+    }
+
     /// Hands the oldest queued event of `fh` to a blocked DQEVENT, if both exist.
     fn complete_parked(&self, fh: u64) {
         let mut parked = self.parked.lock();
@@ -404,11 +409,7 @@ impl Node {
             if let Some(ev) = self.dequeue(req.fh) {
                 return reply.done(0, ev.as_bytes());
             }
-            let (nonblock, tgid) = self
-                .open
-                .lock()
-                .get(&req.fh)
-                .map_or((false, 0), |s| (s.nonblock, s.tgid));
+            let (nonblock, tgid) = self.nonblock_and_opener(req.fh);
             if nonblock {
                 return reply.error(Errno::ENOENT);
             }
