@@ -3,6 +3,7 @@
 # whole report goes to the console between MCEMU-JSON-BEGIN and MCEMU-JSON-END.
 #   MCEMU_BENCH_PARTS     which parts (default: ioctl stream drain scale soak)
 #   MCEMU_BENCH_SOAK      unplug/replug cycles of the soak (default 10000)
+#   MCEMU_BENCH_HOSTILE   of the soak's 8 client threads, how many are hostile (default 2)
 #   MCEMU_BENCH_FRAMES    frames per 1280x720 streaming run (default 300)
 set -eu
 parts=${MCEMU_BENCH_PARTS:-ioctl stream drain scale soak}
@@ -85,9 +86,10 @@ fi
 
 if want soak; then
   cycles=${MCEMU_BENCH_SOAK:-10000}
-  echo "== soak: $cycles unplug/replug cycles, 8 client threads"
+  hostile=${MCEMU_BENCH_HOSTILE:-2}
+  echo "== soak: $cycles unplug/replug cycles, $((8 - hostile)) well-behaved and $hostile hostile client threads"
   start_daemon
-  bench-client soak "$cycles" 8 "$daemon" | tee /tmp/soak.txt
+  bench-client soak "$cycles" $((8 - hostile)) "$hostile" "$daemon" | tee /tmp/soak.txt
   json_of /tmp/soak.txt > /tmp/bench/soak.json
   stop_daemon
 fi

@@ -1,15 +1,7 @@
 //! mcemu: media devices (`/dev/mediaN`, `/dev/videoN`, `/dev/v4l-subdevN`) answered in
 //! userspace through CUSE, for testing V4L2/MC software and hot-unplug without hardware.
 
-mod breakpoints;
-mod buffers;
-mod busfs;
-mod control;
-mod dispatch;
-mod instance;
-mod limits;
-mod nodes;
-mod serve;
+use mcemu::{control, error_chain, instance, limits, serve};
 
 use std::path::PathBuf;
 
@@ -278,15 +270,4 @@ fn main() {
         },
     };
     std::process::exit(code);
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -64,6 +64,52 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// The handler of an ISP video node.
+    pub fn isp_video(
+        node: &omap3isp::topology::VideoNodeInfo,
+        kernel_version: u32,
+        dev: &Arc<MediaDevice>,
+    ) -> Handler {
+        Handler::Video(omap3isp::video::IspVideo::new(
+            node.name.clone(),
+            node.capture,
+            kernel_version,
+            node.entity,
+            Arc::downgrade(dev),
+            node.pads.clone(),
+        ))
+    }
+
+    /// The handler of an ISP sub-device node.
+    pub fn isp_subdev(node: &omap3isp::topology::SubdevInfo, kernel_version: u32) -> Handler {
+        Handler::Subdev(Arc::new(omap3isp::nodes::IspSubdev {
+            name: node.name.clone(),
+            kernel_version,
+            num_pads: node.num_pads,
+            pads: node.pads.clone(),
+            controls: node.controls.clone(),
+            stat: node.stat.clone(),
+            streaming: Some(node.streaming_check()),
+            ccdc_cfg: Default::default(),
+            prev_cfg: Default::default(),
+        }))
+    }
+}
+
+/// Routes the events the pipeline raises for `entity` (the CCDC's FRAME_SYNC, the statistics
+/// engines') to the subscribers of its sub-device node.
+pub fn route_events(rt: &omap3isp::pipeline::Runtime, entity: u32, node: Weak<Node>) {
+    rt.set_event_sink(
+        entity,
+        Arc::new(move |type_, id, payload| {
+            if let Some(n) = node.upgrade() {
+                n.queue_event(type_, id, payload);
+            }
+        }),
+    );
+}
+
 /// The node's hold on the media device: a pin, or (legacy models) a pointer that may dangle.
 enum DevRef {
     Pinned(Arc<MediaDevice>),

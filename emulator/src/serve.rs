@@ -10,9 +10,7 @@ use cuse::channel::{ensure_cuse_loaded, pick_local_major, DevCuse, OpenError};
 use cuse::{Device, DeviceInfo, Errno, Session, SessionError, SessionHandle};
 use media_graph::{running_kernel_version, Audit, Kind, MediaDevice};
 use nix::sys::signal::{SigSet, Signal};
-use omap3isp::nodes::IspSubdev;
 use omap3isp::topology::{NodeRegistrar, SubdevInfo, VideoNodeInfo};
-use omap3isp::video::IspVideo;
 use omap3isp::Board;
 use parking_lot::Mutex;
 
@@ -759,42 +757,16 @@ impl NodeRegistrar for Registrar<'_> {
 
     fn register_video(&mut self, node: &VideoNodeInfo) -> Result<(u32, u32), ServeError> {
         self.runtime = Some(node.pads.clone());
-        let h = IspVideo::new(
-            node.name.clone(),
-            node.capture,
-            self.daemon.kernel_version,
-            node.entity,
-            Arc::downgrade(&self.dev),
-            node.pads.clone(),
-        );
-        self.node("video", "video", Handler::Video(h))
+        let h = Handler::isp_video(node, self.daemon.kernel_version, &self.dev);
+        self.node("video", "video", h)
     }
 
     fn register_subdev(&mut self, node: &SubdevInfo) -> Result<(u32, u32), ServeError> {
-        let h = IspSubdev {
-            name: node.name.clone(),
-            kernel_version: self.daemon.kernel_version,
-            num_pads: node.num_pads,
-            pads: node.pads.clone(),
-            controls: node.controls.clone(),
-            stat: node.stat.clone(),
-            streaming: Some(node.streaming_check()),
-            ccdc_cfg: Default::default(),
-            prev_cfg: Default::default(),
-        };
-        let numbers = self.node("v4l-subdev", "subdev", Handler::Subdev(Arc::new(h)))?;
-        // Events the pipeline raises (the CCDC's FRAME_SYNC, the statistics engines') go to
-        // this node's subscribers.
+        let h = Handler::isp_subdev(node, self.daemon.kernel_version);
+        let numbers = self.node("v4l-subdev", "subdev", h)?;
         let me = self.nodes.last().map(|n| n.node.clone());
         if let (Some(rt), Some(me)) = (&self.runtime, me) {
-            rt.set_event_sink(
-                node.entity,
-                Arc::new(move |type_, id, payload| {
-                    if let Some(n) = me.upgrade() {
-                        n.queue_event(type_, id, payload);
-                    }
-                }),
-            );
+            crate::nodes::route_events(rt, node.entity, me);
         }
         Ok(numbers)
     }

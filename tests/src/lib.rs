@@ -1,5 +1,7 @@
 //! Helpers shared by the programs that the VM suites run against real device nodes.
 
+pub mod abuse;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 

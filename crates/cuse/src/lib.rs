@@ -10,6 +10,7 @@
 
 pub mod abi;
 pub mod channel;
+pub mod fuzzing;
 pub mod inproc;
 pub mod ioctl;
 pub mod memory;

@@ -330,6 +330,8 @@ pub enum SessionError {
     NoInit,
     #[error("first request was opcode {0}, not CUSE_INIT")]
     UnexpectedFirst(u32),
+    #[error("CUSE_INIT carries unique 0, which no kernel request has")]
+    ZeroUnique,
     #[error("kernel speaks FUSE {0}.{1}; need 7.16 or later")]
     Version(u32, u32),
     #[error("kernel does not offer unrestricted ioctls")]
@@ -392,6 +394,9 @@ impl<D: Device> Session<D> {
             Operation::CuseInit(i) => i,
             _ => return Err(SessionError::UnexpectedFirst(hdr.opcode)),
         };
+        if hdr.unique == 0 {
+            return Err(SessionError::ZeroUnique);
+        }
         if init.major != FUSE_KERNEL_VERSION || init.minor < 16 {
             return Err(SessionError::Version(init.major, init.minor));
         }
@@ -480,14 +485,22 @@ impl<D: Device> Session<D> {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "dropping malformed request");
-                // Answer it if we can find its unique, so no client waits forever.
+                // Answer it if we can find its unique, so no client waits forever. Unique 0
+                // is not a request's (the kernel would read the answer as a notification).
                 if buf.len() >= 16 {
                     let unique = u64::from_ne_bytes(buf[8..16].try_into().unwrap_or([0; 8]));
-                    let _ = self.shared.send_reply(unique, libc::EIO, &[]);
+                    if unique != 0 {
+                        let _ = self.shared.send_reply(unique, libc::EIO, &[]);
+                    }
                 }
                 return;
             }
         };
+        if hdr.unique == 0 {
+            // Not a request the kernel sends: an answer would be read as a notification.
+            tracing::warn!(opcode = hdr.opcode, "dropping a request with unique 0");
+            return;
+        }
         let shared = &self.shared;
         let ctx = Context {
             unique: hdr.unique,

@@ -10,9 +10,12 @@
 //!       blocked in DQBUF on a streaming queue with nothing queued, 15 in poll on it; vb2 lets
 //!       only one DQBUF wait per queue, others get EBUSY) and an unplug: time until all of them
 //!       have returned, per round (replugs in between).
-//!   bench-client soak CYCLES THREADS DAEMON_PID
+//!   bench-client soak CYCLES THREADS [HOSTILE] DAEMON_PID
 //!       CYCLES unplug/replug cycles with THREADS clients opening, calling and closing random
 //!       nodes throughout: the daemon's RSS and live objects along the way and at the end.
+//!       With HOSTILE, that many more threads storm random nodes with hostile calls (a sample
+//!       of tests/src/abuse.rs's cases on each opened node); their wrong answers and the
+//!       well-behaved clients' errors other than the unplug's are counted.
 //!   bench-client scale N...
 //!       for each N, start `mcemu serve --instances N` on its own control socket: time until
 //!       every node is registered, RSS, then stop it.
@@ -36,7 +39,10 @@ fn main() {
             stream(node, mem, size, fourcc, parse(frames), parse(pid))
         }
         ["drain", rounds] => drain(parse(rounds)),
-        ["soak", cycles, threads, pid] => soak(parse(cycles), parse(threads), parse(pid)),
+        ["soak", cycles, threads, pid] => soak(parse(cycles), parse(threads), 0, parse(pid)),
+        ["soak", cycles, threads, hostile, pid] => {
+            soak(parse(cycles), parse(threads), parse(hostile), parse(pid))
+        }
         ["scale", counts @ ..] if !counts.is_empty() => {
             scale(&counts.iter().map(|c| parse(c)).collect::<Vec<u32>>())
         }
@@ -452,18 +458,24 @@ fn memory_kinds(pid: u32) -> Vec<(&'static str, u64)> {
     ]
 }
 
-fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String> {
+fn soak(cycles: u32, threads: u32, hostile: u32, pid: u32) -> Result<serde_json::Value, String> {
     let current = Arc::new(parking_lot::Mutex::new(newest_nodes(SOCKET)?));
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
+    // Errors of the well-behaved clients other than the unplugged node's, and what the hostile
+    // ones saw.
+    let errors = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::new()));
+    let storms = Arc::new(parking_lot::Mutex::new(abuse::Tally::default()));
     // Samples are taken at quiet points: the clients pause (holding nothing open) and the
     // unplugged instances are released, so RSS shows what stays, not what is in flight.
     let pause = Arc::new(AtomicBool::new(false));
     let paused = Arc::new(AtomicU64::new(0));
     let mut hammer = Vec::new();
-    for t in 0..threads {
+    for t in 0..threads + hostile {
         let (current, stop, calls) = (current.clone(), stop.clone(), calls.clone());
         let (pause, paused) = (pause.clone(), paused.clone());
+        let (errors, storms) = (errors.clone(), storms.clone());
+        let is_hostile = t >= threads;
         hammer.push(std::thread::spawn(move || {
             let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(t + 1);
             let mut rnd = move || {
@@ -472,6 +484,7 @@ fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String
                 x ^= x << 17;
                 x
             };
+            let mut arena = None;
             while !stop.load(Ordering::Relaxed) {
                 if pause.load(Ordering::SeqCst) {
                     paused.fetch_add(1, Ordering::SeqCst);
@@ -488,9 +501,22 @@ fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String
                     }
                     c[rnd() as usize % c.len()].clone()
                 };
+                if is_hostile {
+                    // About one case in 16 of every command, on one node.
+                    let arena = arena.get_or_insert_with(abuse::Arena::new);
+                    if let Ok(tally) = abuse::storm_node(&path, arena, true, |_| rnd() % 16 == 0) {
+                        calls.fetch_add(tally.calls, Ordering::Relaxed);
+                        storms.lock().merge(tally);
+                    }
+                    continue;
+                }
                 let Ok(fd) = open(&path) else { continue };
                 for _ in 0..1 + rnd() % 4 {
-                    let _ = probe(&fd, &path);
+                    match probe(&fd, &path) {
+                        // What an unplugged node answers (video and sub-device, media).
+                        Ok(()) | Err(Errno::ENODEV | Errno::EIO) => {}
+                        Err(e) => *errors.lock().entry(format!("{e:?}")).or_insert(0u64) += 1,
+                    }
                     calls.fetch_add(1, Ordering::Relaxed);
                 }
                 if rnd() % 4 == 0 {
@@ -505,7 +531,8 @@ fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String
     let sample = |cycle: u32, samples: &mut Vec<serde_json::Value>| {
         pause.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while (paused.load(Ordering::SeqCst) < u64::from(threads) || audit_field("unplugged") != 0)
+        while (paused.load(Ordering::SeqCst) < u64::from(threads + hostile)
+            || audit_field("unplugged") != 0)
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(20));
@@ -582,6 +609,22 @@ fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String
         .map(|r| (*r as f64 / early.max(1.0) - 1.0).abs())
         .fold(0.0, f64::max);
     let flat = drift.abs() <= 0.05;
+    let errors = errors.lock().clone();
+    let storms = std::mem::take(&mut *storms.lock());
+    if hostile > 0 {
+        for v in storms.violations.iter().take(20) {
+            println!("  violation: {v}");
+        }
+        println!(
+            "soak: {hostile} hostile threads: {} calls, {} wrong answers (target 0: {}), {} passes cut short by unplug; answers: {}; well-behaved clients: errors other than the unplug's: {errors:?} (target none: {})",
+            storms.calls,
+            storms.violations.len(),
+            if storms.violations.is_empty() { "met" } else { "missed" },
+            storms.unplugged,
+            storms.answers.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+            if errors.is_empty() { "met" } else { "missed" },
+        );
+    }
     println!(
         "soak: {cycles} unplug/replug cycles with {threads} client threads ({} calls) in {elapsed:.0} s; RSS drift {:+.1}% (last three samples against the three after the first tenth; target within 5%: {}; single samples within {:.1}%); live objects after the last close: {live} (target 0: {})",
         calls.load(Ordering::SeqCst),
@@ -594,6 +637,10 @@ fn soak(cycles: u32, threads: u32, pid: u32) -> Result<serde_json::Value, String
         "cycles": cycles, "threads": threads, "calls": calls.load(Ordering::SeqCst),
         "seconds": elapsed, "rss_drift": drift, "rss_max_deviation": dev,
         "live_objects_after_close": live,
+        "hostile_threads": hostile, "hostile_calls": storms.calls,
+        "hostile_wrong_answers": storms.violations.len(),
+        "hostile_answers": storms.answers,
+        "well_behaved_errors": errors,
         "samples": samples,
     }))
 }

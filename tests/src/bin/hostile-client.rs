@@ -13,6 +13,17 @@
 //!       N threads in a blocking VIDIOC_DQEVENT on one handle subscribed to FRAME_SYNC (which
 //!       an idle pipeline never sends); after 2 s prints how many are still waiting and how
 //!       many failed with which errno.
+//!   hostile-client storm NODE...
+//!       every ioctl number on every NODE with NULL, unmapped, guarded, kernel-range and
+//!       non-canonical argument pointers, all-ones arguments, bad pointers inside the
+//!       argument, mis-sized and unknown numbers, read/write to bad buffers (tests/src/abuse.rs
+//!       says what each may answer); prints the answers counted and every answer the kernel
+//!       could not have given; exits 1 if there was one.
+//!   hostile-client storm-loop SECONDS newest|NODE...
+//!       storms again and again for SECONDS, through unplug and replug: a node that is gone is
+//!       skipped, a wrong answer from a node that turns out unplugged ends that pass. `newest`
+//!       reads the newest instance's nodes from the control socket before each pass. SIGTERM
+//!       or SIGINT ends it after the pass under way, with the report.
 //!   hostile-client poll SUBDEV
 //!       subscribes to FRAME_SYNC on a sub-device node and waits in poll(2) for it without a
 //!       time limit (to be killed while it waits).
@@ -28,6 +39,8 @@ fn main() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["silent", socket, n, secs] => silent(socket, parse(n), parse(secs)),
+        ["storm", nodes @ ..] if !nodes.is_empty() => storm(nodes, 0, false),
+        ["storm-loop", secs, nodes @ ..] if !nodes.is_empty() => storm(nodes, parse(secs), true),
         ["poll", node] => poll_forever(node),
         ["open-many", node, n] => open_many(node, parse(n)),
         ["reqbufs", node, a, b] => reqbufs(node, parse(a), parse(b)),
@@ -181,4 +194,64 @@ fn dqevent_many(node: &str, n: u32) {
     );
     // Exiting ends the waiting calls (the kernel interrupts them).
     std::process::exit(0);
+}
+
+/// Set by SIGTERM or SIGINT: a looping storm finishes its pass and reports.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn storm(nodes: &[&str], secs: u64, looping: bool) {
+    use mcemu_tests::abuse::{storm_node, Arena, Tally};
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    extern "C" fn stop(_: libc::c_int) {
+        STOP.store(true, Ordering::SeqCst);
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, stop as *const () as libc::sighandler_t) };
+    }
+    let mut arena = Arena::new();
+    let mut total = Tally::default();
+    let (mut passes, mut missing) = (0u64, 0u64);
+    loop {
+        let paths: Vec<String> = if nodes == ["newest"] {
+            mcemu_tests::newest_nodes("/run/mcemu/control.sock").unwrap_or_default()
+        } else {
+            nodes.iter().map(|s| s.to_string()).collect()
+        };
+        for p in &paths {
+            match storm_node(p, &mut arena, looping, |_| true) {
+                Ok(t) => total.merge(t),
+                Err(e) if looping => {
+                    let _ = e;
+                    missing += 1;
+                }
+                Err(e) => total.violations.push(format!("{p}: open: {e:?}")),
+            }
+        }
+        passes += 1;
+        if !looping || Instant::now() >= deadline || STOP.load(Ordering::SeqCst) {
+            break;
+        }
+        if paths.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for v in &total.violations {
+        println!("violation: {v}");
+    }
+    let answers: Vec<String> = total
+        .answers
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "storm: {} passes, {} calls, {} violations, {} cut short by unplug, {} nodes missing; answers: {}",
+        passes,
+        total.calls,
+        total.violations.len(),
+        total.unplugged,
+        missing,
+        answers.join(", ")
+    );
+    std::process::exit(i32::from(!total.violations.is_empty()));
 }
