@@ -3,8 +3,8 @@
 # guarded, kernel-range and non-canonical pointers, absurd (all-ones) arguments, bad pointers
 # inside arguments, mis-sized and unknown numbers, read/write to bad buffers (hostile-client
 # storm; the answers it allows are in tests/src/abuse.rs): only errnos, every node still
-# serving, the configuration a well-behaved client set unchanged; then the same while a
-# well-behaved client streams, and through unplug and replug.
+# serving, the configuration a well-behaved client set unchanged; bad USERPTR buffers; then the
+# storms while a well-behaved client streams, and through unplug and replug.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -45,6 +45,11 @@ snapshot > /tmp/after.txt
 if cmp -s /tmp/before.txt /tmp/after.txt; then ok "links, formats and controls as the well-behaved client left them"
 else not_ok "links, formats and controls changed" "$(diff /tmp/before.txt /tmp/after.txt | head -n 20)"; fi
 check "handles: all released" sh -c "audit() { mcemu ctl audit --summary; }; audit | grep -q ' open_handles=0 '"
+
+# USERPTR buffers a client must not get away with, then frames into good ones.
+hostile-client userptr "$RSZ" > /tmp/userptr.txt 2>&1
+fold_results hostile /tmp/userptr.txt
+check "userptr: the queue is free again" sh -c "mcemu ctl audit --summary | grep -q ' open_handles=0 '"
 
 # 2. While a well-behaved client streams 60 frames, storms on every node (the capture node
 # included) in two processes.

@@ -496,8 +496,18 @@ impl Queue {
             }
             let mem = memory.ok_or(Errno::EFAULT)?;
             // get_userptr pins the pages: the whole range must be mapped.
-            mem.read(b.m, 1)?;
-            mem.read(b.m + u64::from(b.length) - 1, 1)?;
+            let last =
+                b.m.checked_add(u64::from(b.length) - 1)
+                    .ok_or(Errno::EFAULT)?;
+            for at in [b.m, last] {
+                let byte = mem.read(at, 1)?;
+                if !is_output {
+                    // A capture buffer is pinned for writing: a read-only mapping is EFAULT
+                    // here, not a failed frame later. The byte goes back as it was (the buffer
+                    // belongs to the driver from now on).
+                    mem.write(at, &byte)?;
+                }
+            }
             buf.userptr = b.m;
             buf.length = b.length;
             buf.memory = Some(mem);
@@ -738,7 +748,7 @@ mod tests {
         fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
             let m = self.0.lock();
             for (base, v) in m.iter() {
-                if addr >= *base && addr + len as u64 <= base + v.len() as u64 {
+                if addr >= *base && addr.saturating_add(len as u64) <= base + v.len() as u64 {
                     let s = (addr - base) as usize;
                     return Ok(v[s..s + len].to_vec());
                 }
@@ -882,9 +892,44 @@ mod tests {
             Errno::EFAULT,
             "not all mapped"
         );
+        b.m = u64::MAX - 16;
         b.length = 256;
+        assert_eq!(
+            q.qbuf(&b, Some(m.clone()), OK).unwrap_err(),
+            Errno::EFAULT,
+            "past the end of the address space"
+        );
+        b.m = 0x1000;
         let (out, _) = q.qbuf(&b, Some(m), OK).unwrap();
         assert_eq!((out.m, out.length), (0x1000, 256));
+    }
+
+    #[test]
+    fn userptr_capture_buffers_must_be_writable() {
+        struct ReadOnly;
+        impl UserMemory for ReadOnly {
+            fn read(&self, _: u64, len: usize) -> Result<Vec<u8>, Errno> {
+                Ok(vec![0; len])
+            }
+            fn write(&self, _: u64, _: &[u8]) -> Result<(), Errno> {
+                Err(Errno::EFAULT)
+            }
+        }
+        let mut q = Queue::new(V4L2_BUF_TYPE_VIDEO_CAPTURE);
+        q.reqbufs(req(1, V4L2_MEMORY_USERPTR), |_| Ok(256)).unwrap();
+        let mut b = buf(0, V4L2_MEMORY_USERPTR);
+        (b.m, b.length) = (0x1000, 256);
+        assert_eq!(
+            q.qbuf(&b, Some(Arc::new(ReadOnly)), OK).unwrap_err(),
+            Errno::EFAULT
+        );
+        // An output buffer is only read.
+        let mut q = Queue::new(V4L2_BUF_TYPE_VIDEO_OUTPUT);
+        let mut r = req(1, V4L2_MEMORY_USERPTR);
+        r.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        q.reqbufs(r, |_| Ok(256)).unwrap();
+        b.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        assert!(q.qbuf(&b, Some(Arc::new(ReadOnly)), OK).is_ok());
     }
 
     #[test]

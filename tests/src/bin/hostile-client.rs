@@ -24,6 +24,11 @@
 //!       skipped, a wrong answer from a node that turns out unplugged ends that pass. `newest`
 //!       reads the newest instance's nodes from the control socket before each pass. SIGTERM
 //!       or SIGINT ends it after the pass under way, with the report.
+//!   hostile-client userptr VIDEO
+//!       a USERPTR capture queue on VIDEO (its current format, 4 buffers) given bad buffers:
+//!       NULL, unmapped, PROT_NONE, kernel-range, non-canonical, running off a mapping,
+//!       read-only, too short, bad indices, the wrong memory type; then 3 frames with good
+//!       buffers. Prints ok/not ok lines and a summary.
 //!   hostile-client poll SUBDEV
 //!       subscribes to FRAME_SYNC on a sub-device node and waits in poll(2) for it without a
 //!       time limit (to be killed while it waits).
@@ -42,6 +47,7 @@ fn main() {
         ["storm", nodes @ ..] if !nodes.is_empty() => storm(nodes, 0, false),
         ["storm-loop", secs, nodes @ ..] if !nodes.is_empty() => storm(nodes, parse(secs), true),
         ["poll", node] => poll_forever(node),
+        ["userptr", node] => std::process::exit(userptr(node)),
         ["open-many", node, n] => open_many(node, parse(n)),
         ["reqbufs", node, a, b] => reqbufs(node, parse(a), parse(b)),
         ["dqevent-many", node, n] => dqevent_many(node, parse(n)),
@@ -254,4 +260,165 @@ fn storm(nodes: &[&str], secs: u64, looping: bool) {
         answers.join(", ")
     );
     std::process::exit(i32::from(!total.violations.is_empty()));
+}
+
+fn userptr(node: &str) -> i32 {
+    use ioctl_abi::videodev2::*;
+    use mcemu_tests::abuse::{Arena, BadPtr};
+    use mcemu_tests::{expect, vioctl, Report, CAP, USERPTR};
+    use nix::errno::Errno;
+    let mut rep = Report::default();
+    let fd = mcemu_tests::open_or_panic(node);
+    let mut f = v4l2_format::zeroed();
+    f.type_ = CAP;
+    if let Err(e) =
+        vioctl(&fd, VIDIOC_G_FMT, &mut f).and_then(|_| vioctl(&fd, VIDIOC_S_FMT, &mut f))
+    {
+        rep.check("userptr: G_FMT and S_FMT", Err(format!("{e:?}")));
+        return rep.finish();
+    }
+    let size = f.pix().sizeimage;
+    let mut rb = v4l2_requestbuffers::zeroed();
+    (rb.count, rb.type_, rb.memory) = (4, CAP, USERPTR);
+    rep.check(
+        "userptr: REQBUFS USERPTR 4",
+        vioctl(&fd, VIDIOC_REQBUFS, &mut rb).map_err(|e| format!("{e:?}")),
+    );
+    let arena = Arena::new();
+    // SAFETY: a fresh read-only anonymous mapping, unmapped when the program ends.
+    let ro = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as u64;
+    let mut good: Vec<Vec<u8>> = (0..4).map(|_| vec![0u8; size as usize]).collect();
+    let g0 = good[0].as_mut_ptr() as u64;
+    let qbuf = |index: u32, memory: u32, m: u64, length: u32| {
+        let mut b = v4l2_buffer::zeroed();
+        (b.index, b.type_, b.memory, b.m, b.length) = (index, CAP, memory, m, length);
+        vioctl(&fd, VIDIOC_QBUF, &mut b)
+    };
+    // (what, index, memory type, userptr, length, the errnos the kernel gives)
+    type Case<'a> = (&'a str, u32, u32, u64, u32, &'a [Errno]);
+    let cases: [Case; 13] = [
+        ("NULL", 0, USERPTR, 0, size, &[Errno::EINVAL, Errno::EFAULT]),
+        (
+            "page 1",
+            0,
+            USERPTR,
+            arena.addr(BadPtr::Low, 0),
+            size,
+            &[Errno::EFAULT],
+        ),
+        (
+            "PROT_NONE",
+            0,
+            USERPTR,
+            arena.addr(BadPtr::Guard, 0),
+            size,
+            &[Errno::EFAULT],
+        ),
+        (
+            "kernel range",
+            0,
+            USERPTR,
+            arena.addr(BadPtr::Kernel, 0),
+            size,
+            &[Errno::EFAULT],
+        ),
+        (
+            "non-canonical",
+            0,
+            USERPTR,
+            arena.addr(BadPtr::NonCanonical, 0),
+            size,
+            &[Errno::EFAULT],
+        ),
+        (
+            "running into PROT_NONE",
+            0,
+            USERPTR,
+            arena.addr(BadPtr::Straddle, 16),
+            size,
+            &[Errno::EFAULT],
+        ),
+        ("read-only", 0, USERPTR, ro, size, &[Errno::EFAULT]),
+        ("one byte short", 0, USERPTR, g0, size - 1, &[Errno::EINVAL]),
+        (
+            "top of the address space",
+            0,
+            USERPTR,
+            u64::MAX - 64,
+            size,
+            &[Errno::EFAULT],
+        ),
+        ("index = count", 4, USERPTR, g0, size, &[Errno::EINVAL]),
+        (
+            "index u32::MAX",
+            u32::MAX,
+            USERPTR,
+            g0,
+            size,
+            &[Errno::EINVAL],
+        ),
+        (
+            "MMAP on a USERPTR queue",
+            0,
+            V4L2_MEMORY_MMAP,
+            g0,
+            size,
+            &[Errno::EINVAL],
+        ),
+        ("memory type 77", 0, 77, g0, size, &[Errno::EINVAL]),
+    ];
+    for (name, index, memory, m, length, allowed) in cases {
+        let r = qbuf(index, memory, m, length);
+        rep.check(
+            &format!(
+                "userptr: QBUF {name}: {}",
+                allowed
+                    .iter()
+                    .map(|e| format!("{e:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            expect(matches!(r, Err(e) if allowed.contains(&e)), || {
+                format!("got {r:?}")
+            }),
+        );
+    }
+    // The queue still works: good buffers, 3 frames, none marked ERROR.
+    let mut queued = true;
+    for (i, b) in good.iter_mut().enumerate() {
+        queued &= qbuf(i as u32, USERPTR, b.as_mut_ptr() as u64, size).is_ok();
+    }
+    rep.check(
+        "userptr: then 4 good buffers queue",
+        expect(queued, String::new),
+    );
+    let mut t: u32 = CAP;
+    rep.check(
+        "userptr: STREAMON",
+        vioctl(&fd, VIDIOC_STREAMON, &mut t).map_err(|e| format!("{e:?}")),
+    );
+    for n in 0..3 {
+        let r = mcemu_tests::dqbuf(&fd);
+        rep.check(
+            &format!("userptr: frame {n} arrives whole"),
+            match r {
+                Ok(b) => expect(
+                    b.flags & V4L2_BUF_FLAG_ERROR == 0 && b.bytesused == size,
+                    || format!("flags {:#x}, {} of {size} bytes", b.flags, b.bytesused),
+                ),
+                Err(e) => Err(format!("DQBUF {e:?}")),
+            },
+        );
+    }
+    let _ = vioctl(&fd, VIDIOC_STREAMOFF, &mut t);
+    rep.finish()
 }
