@@ -144,10 +144,11 @@ impl InProcInstance {
     /// Unbind, as the daemon's unplug: new calls get the unplugged errnos, the nodes go away
     /// when their last file is closed.
     pub fn unplug(&mut self) {
+        let Some(m) = self.media.take() else {
+            return;
+        };
         self.state.unplug();
-        if let Some(m) = self.media.take() {
-            m.unregister();
-        }
+        m.unregister();
         for n in &self.nodes {
             n.handle.unregister();
         }

@@ -40,6 +40,9 @@ impl UserMemory for ProcessBuffers {
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         self.0.write(addr, data)
     }
+    fn pin(&self, addr: u64, len: usize, write: bool) -> Result<(), Errno> {
+        self.0.pin(addr, len, write)
+    }
 }
 
 /// Where a USERPTR buffer queued by this caller is written.

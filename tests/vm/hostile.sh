@@ -69,8 +69,11 @@ if cmp -s /tmp/before.txt /tmp/after.txt; then ok "streaming: links, formats and
 else not_ok "streaming: links, formats and controls changed" "$(diff /tmp/before.txt /tmp/after.txt | head -n 20)"; fi
 
 # 3. Through unplug and replug: storms on the newest instance's nodes (read again every pass)
-# while the instance is unplugged and replugged 5 times, and a well-behaved client lists the
-# graph after each replug.
+# while the instance is unplugged and replugged 5 times, a client streaming when the first
+# unplug comes (it must end, not hang), and a well-behaved client listing the graph after each
+# replug.
+v4l2-ctl -d "$RSZ" --set-fmt-video width=320,height=240,pixelformat=UYVY --stream-user --stream-count=100000 --verbose > /tmp/cap3.txt 2>&1 &
+APP=$!
 hostile-client storm-loop 3600 newest > /tmp/storm3a.txt 2>&1 & S1=$!
 hostile-client storm-loop 3600 newest > /tmp/storm3b.txt 2>&1 & S2=$!
 sleep 1
@@ -85,6 +88,13 @@ while [ $i -lt 5 ]; do
 done
 sleep 1
 kill -TERM $S1 $S2 2>/dev/null; wait $S1; r1=$?; wait $S2; r2=$?
+i=0; while kill -0 $APP 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 $APP 2>/dev/null; then kill -9 $APP; not_ok "unplug: the streaming client still runs after the unplugs" "$(tail -n 3 /tmp/cap3.txt)"
+else
+  n=$(grep -c 'cap dqbuf' /tmp/cap3.txt)
+  if [ "$n" -gt 0 ]; then ok "unplug: the streaming client ended after $n frames (its stream was unplugged)"
+  else not_ok "unplug: the streaming client got no frame before the unplug" "$(tail -n 3 /tmp/cap3.txt)"; fi
+fi
 if [ $cycles_ok -eq 5 ]; then ok "unplug: 5 cycles, media-ctl -p answered after each replug"; else not_ok "unplug: $cycles_ok of 5 cycles"; fi
 storm_ok "unplug: storm 1 on the newest nodes" /tmp/storm3a.txt $r1
 storm_ok "unplug: storm 2 on the newest nodes" /tmp/storm3b.txt $r2

@@ -20,6 +20,32 @@ pub trait ClientMemory: Send + Sync {
     /// The same address space, reachable for as long as the process lives rather than the
     /// calling thread (to write into a buffer later, from another thread).
     fn process(&self) -> Arc<dyn ClientMemory>;
+    /// What `get_user_pages` checks when a driver pins a user buffer: every page of
+    /// `[addr, addr + len)` is mapped, and writable if `write` (each page's first byte in the
+    /// range is read, and written back unchanged). EFAULT otherwise.
+    fn pin(&self, addr: u64, len: usize, write: bool) -> Result<(), Errno> {
+        for at in page_probes(addr, len)? {
+            let b = self.read(at, 1)?;
+            if write {
+                self.write(at, &b)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One address in each page of `[addr, addr + len)` (the range's first byte, then each later
+/// page's first byte) and the range's last byte. EFAULT if the range runs past the end of the
+/// address space.
+pub fn page_probes(addr: u64, len: usize) -> Result<impl Iterator<Item = u64>, Errno> {
+    const PAGE: u64 = 4096;
+    if len == 0 {
+        return Err(Errno::EFAULT);
+    }
+    let last = addr.checked_add(len as u64 - 1).ok_or(Errno::EFAULT)?;
+    let pages = (addr / PAGE + 1..=last / PAGE).map(|p| p * PAGE);
+    let tail = (last != addr && last % PAGE != 0).then_some(last);
+    Ok(std::iter::once(addr).chain(pages).chain(tail))
 }
 
 /// The memory of a real process, reached with `process_vm_readv`/`process_vm_writev`.
@@ -62,6 +88,43 @@ impl ClientMemory for ProcessMemory {
         Arc::new(ProcessMemory {
             pid: tgid_of(self.pid).unwrap_or(self.pid),
         })
+    }
+
+    /// One byte of every page through process_vm_readv (and back with process_vm_writev),
+    /// up to 1024 pages per call.
+    fn pin(&self, addr: u64, len: usize, write: bool) -> Result<(), Errno> {
+        let pid = nix::unistd::Pid::from_raw(self.pid);
+        let probes: Vec<u64> = page_probes(addr, len)?.collect();
+        for chunk in probes.chunks(1024) {
+            let remote: Vec<nix::sys::uio::RemoteIoVec> = chunk
+                .iter()
+                .map(|&a| nix::sys::uio::RemoteIoVec {
+                    base: a as usize,
+                    len: 1,
+                })
+                .collect();
+            let mut bytes = vec![0u8; chunk.len()];
+            // A partial transfer stops at the first page that is not there.
+            let n = nix::sys::uio::process_vm_readv(
+                pid,
+                &mut [std::io::IoSliceMut::new(&mut bytes)],
+                &remote,
+            )?;
+            if n != chunk.len() {
+                return Err(Errno::EFAULT);
+            }
+            if write {
+                let n = nix::sys::uio::process_vm_writev(
+                    pid,
+                    &[std::io::IoSlice::new(&bytes)],
+                    &remote,
+                )?;
+                if n != chunk.len() {
+                    return Err(Errno::EFAULT);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
@@ -181,6 +244,52 @@ mod tests {
         assert_eq!(m.read(0x0fff, 1), Err(Errno::EFAULT));
         m.write(0x1002, &[9, 9]).unwrap();
         assert_eq!(m.region(0x1000).unwrap(), vec![1, 2, 9, 9]);
+    }
+
+    #[test]
+    fn pin_checks_every_page() {
+        assert_eq!(
+            page_probes(0x1ff0, 0x2020).unwrap().collect::<Vec<_>>(),
+            vec![0x1ff0, 0x2000, 0x3000, 0x4000, 0x400f]
+        );
+        assert_eq!(
+            page_probes(0x1000, 1).unwrap().collect::<Vec<_>>(),
+            vec![0x1000]
+        );
+        assert!(page_probes(u64::MAX - 4, 16).is_err());
+        // Three pages of our own with the middle one unmapped; a read-only page.
+        // SAFETY: fresh anonymous mappings of our own, unmapped at the end.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                3 * 4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        } as u64;
+        let pm = ProcessMemory::new(std::process::id()).unwrap();
+        assert_eq!(pm.pin(p, 3 * 4096, true), Ok(()));
+        // SAFETY: the middle page of the mapping above.
+        unsafe { libc::munmap((p + 4096) as *mut libc::c_void, 4096) };
+        assert_eq!(pm.pin(p, 3 * 4096, false), Err(Errno::EFAULT));
+        assert_eq!(pm.pin(p, 4096, true), Ok(()));
+        // SAFETY: the last page of the mapping above.
+        unsafe { libc::mprotect((p + 8192) as *mut libc::c_void, 4096, libc::PROT_READ) };
+        assert_eq!(pm.pin(p + 8192, 4096, false), Ok(()));
+        assert_eq!(pm.pin(p + 8192, 4096, true), Err(Errno::EFAULT));
+        // The same rules through the page-by-page default (SimMemory).
+        let m = SimMemory::new();
+        m.map(0x1000, vec![0; 0x1000]);
+        m.map(0x3000, vec![0; 0x1000]);
+        assert_eq!(m.pin(0x1000, 0x1000, true), Ok(()));
+        assert_eq!(m.pin(0x1000, 0x3000, true), Err(Errno::EFAULT));
+        // SAFETY: the first and last pages of the mapping above.
+        unsafe {
+            libc::munmap(p as *mut libc::c_void, 4096);
+            libc::munmap((p + 8192) as *mut libc::c_void, 4096);
+        }
     }
 
     #[test]

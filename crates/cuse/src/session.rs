@@ -159,6 +159,8 @@ pub(crate) struct Shared {
     polls: Mutex<HashMap<u64, HashSet<u64>>>,
     state: Mutex<State>,
     closed: AtomicBool,
+    /// The linger thread, woken when the channel closes before its time is up.
+    linger: Mutex<Option<std::thread::Thread>>,
 }
 
 impl Shared {
@@ -265,14 +267,25 @@ impl Shared {
             .name(format!("cuse-linger-{}", self.name))
             .spawn(move || loop {
                 let before = me.requests.load(Ordering::SeqCst);
-                std::thread::sleep(LINGER);
-                if me.requests.load(Ordering::SeqCst) == before {
+                let until = std::time::Instant::now() + LINGER;
+                // Parked until the time is up, or until the channel closes another way.
+                while !me.closed.load(Ordering::SeqCst) {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::park_timeout(left);
+                }
+                if me.closed.load(Ordering::SeqCst) || me.requests.load(Ordering::SeqCst) == before
+                {
                     me.close();
+                    *me.linger.lock() = None;
                     return;
                 }
             });
-        if spawned.is_err() {
-            self.close();
+        match spawned {
+            Ok(h) => *self.linger.lock() = Some(h.thread().clone()),
+            Err(_) => self.close(),
         }
     }
 
@@ -280,6 +293,19 @@ impl Shared {
         if !self.closed.swap(true, Ordering::SeqCst) {
             tracing::debug!(node = %self.name, "closing the CUSE channel");
             self.transport.close();
+            self.wake_linger();
+        }
+    }
+
+    /// The channel was closed from the other side: nothing left to linger for.
+    fn closed_by_peer(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake_linger();
+    }
+
+    fn wake_linger(&self) {
+        if let Some(t) = self.linger.lock().take() {
+            t.unpark();
         }
     }
 }
@@ -295,8 +321,9 @@ impl SessionHandle {
     pub fn unregister(&self) {
         let close_now = {
             let mut st = self.0.state.lock();
-            st.unregistered = true;
-            st.open.is_empty()
+            // A second unregister changes nothing (and starts no second linger).
+            let first = !std::mem::replace(&mut st.unregistered, true);
+            first && st.open.is_empty()
         };
         self.0.transport.hide(&self.0.name);
         // Pollers re-poll and see the device's unregistered state.
@@ -423,6 +450,7 @@ impl<D: Device> Session<D> {
             polls: Mutex::new(HashMap::new()),
             state: Mutex::new(State::default()),
             closed: AtomicBool::new(false),
+            linger: Mutex::new(None),
             requests: std::sync::atomic::AtomicU64::new(0),
         });
         if !transport.registered(info) {
@@ -467,7 +495,10 @@ impl<D: Device> Session<D> {
             let n = match self.shared.transport.receive(&mut buf) {
                 Ok(n) => n,
                 Err(RecvError::Again) => continue,
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => {
+                    self.shared.closed_by_peer();
+                    break;
+                }
                 Err(RecvError::Io(e)) => {
                     tracing::error!(node = %self.shared.name, error = %e, "reading /dev/cuse failed");
                     self.shared.close();

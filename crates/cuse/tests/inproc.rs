@@ -239,3 +239,47 @@ fn bad_devname_is_refused_before_the_handshake() {
     );
     assert!(matches!(r, Err(cuse::SessionError::BadName(_))));
 }
+
+/// Threads of this process whose name is `name` (thread names are cut at 15 bytes).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.trim() == name))
+        .count()
+}
+
+#[test]
+fn linger_ends_when_the_channel_closes_and_unregister_twice_starts_one() {
+    let k = InProcKernel::new();
+    let session = Session::start(
+        k.transport(),
+        &DeviceInfo::new("lingr"),
+        LoopbackDevice::new(),
+    )
+    .unwrap();
+    let handle = session.handle();
+    let t = std::thread::spawn(move || session.run(1));
+    assert!(k.wait_registered(T));
+    handle.unregister();
+    handle.unregister();
+    // (A new thread names itself as it starts.)
+    let deadline = std::time::Instant::now() + T;
+    while threads_named("cuse-linger-lin") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(threads_named("cuse-linger-lin"), 1, "one linger thread");
+    // The kernel side goes away (the daemon's descriptor closes): the linger thread ends at
+    // once, not after its full time.
+    cuse::Transport::close(&*k.transport());
+    t.join().unwrap();
+    let deadline = std::time::Instant::now() + cuse::session::LINGER / 4;
+    while threads_named("cuse-linger-lin") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the linger thread is still there"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -35,6 +35,17 @@ const OUT_FLAGS: u32 =
 pub trait UserMemory: Send + Sync {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno>;
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno>;
+    /// `get_user_pages` on `[addr, addr + len)`: every page mapped (and writable if `write`),
+    /// else EFAULT. By default one byte per page through `read` (and `write`, unchanged).
+    fn pin(&self, addr: u64, len: usize, write: bool) -> Result<(), Errno> {
+        for at in cuse::memory::page_probes(addr, len)? {
+            let b = self.read(at, 1)?;
+            if write {
+                self.write(at, &b)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An MMAP buffer's memory: shared memory (a sealed memfd, whole pages) that the driver writes
@@ -495,19 +506,9 @@ impl Queue {
                 return Err(Errno::EINVAL);
             }
             let mem = memory.ok_or(Errno::EFAULT)?;
-            // get_userptr pins the pages: the whole range must be mapped.
-            let last =
-                b.m.checked_add(u64::from(b.length) - 1)
-                    .ok_or(Errno::EFAULT)?;
-            for at in [b.m, last] {
-                let byte = mem.read(at, 1)?;
-                if !is_output {
-                    // A capture buffer is pinned for writing: a read-only mapping is EFAULT
-                    // here, not a failed frame later. The byte goes back as it was (the buffer
-                    // belongs to the driver from now on).
-                    mem.write(at, &byte)?;
-                }
-            }
+            // get_userptr pins the pages: every page mapped, and for a capture buffer
+            // writable (a hole or a read-only mapping is EFAULT here, not a failed frame later).
+            mem.pin(b.m, b.length as usize, !is_output)?;
             buf.userptr = b.m;
             buf.length = b.length;
             buf.memory = Some(mem);

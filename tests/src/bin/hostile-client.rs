@@ -27,7 +27,7 @@
 //!   hostile-client userptr VIDEO
 //!       a USERPTR capture queue on VIDEO (its current format, 4 buffers) given bad buffers:
 //!       NULL, unmapped, PROT_NONE, kernel-range, non-canonical, running off a mapping,
-//!       read-only, too short, bad indices, the wrong memory type; then 3 frames with good
+//!       read-only, with a hole, too short, bad indices, the wrong memory type; then 3 frames with good
 //!       buffers. Prints ok/not ok lines and a summary.
 //!   hostile-client poll SUBDEV
 //!       subscribes to FRAME_SYNC on a sub-device node and waits in poll(2) for it without a
@@ -296,6 +296,22 @@ fn userptr(node: &str) -> i32 {
             0,
         )
     } as u64;
+    // A buffer with a hole: the page in its middle unmapped.
+    let pages = (size as usize).div_ceil(4096);
+    // SAFETY: a fresh anonymous mapping, then one page of it unmapped; never freed (the
+    // program ends).
+    let holed = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            pages * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        libc::munmap(p.cast::<u8>().add(pages / 2 * 4096).cast(), 4096);
+        p as u64
+    };
     let mut good: Vec<Vec<u8>> = (0..4).map(|_| vec![0u8; size as usize]).collect();
     let g0 = good[0].as_mut_ptr() as u64;
     let qbuf = |index: u32, memory: u32, m: u64, length: u32| {
@@ -305,7 +321,7 @@ fn userptr(node: &str) -> i32 {
     };
     // (what, index, memory type, userptr, length, the errnos the kernel gives)
     type Case<'a> = (&'a str, u32, u32, u64, u32, &'a [Errno]);
-    let cases: [Case; 13] = [
+    let cases: [Case; 14] = [
         ("NULL", 0, USERPTR, 0, size, &[Errno::EINVAL, Errno::EFAULT]),
         (
             "page 1",
@@ -348,6 +364,14 @@ fn userptr(node: &str) -> i32 {
             &[Errno::EFAULT],
         ),
         ("read-only", 0, USERPTR, ro, size, &[Errno::EFAULT]),
+        (
+            "with an unmapped page inside",
+            0,
+            USERPTR,
+            holed,
+            size,
+            &[Errno::EFAULT],
+        ),
         ("one byte short", 0, USERPTR, g0, size - 1, &[Errno::EINVAL]),
         (
             "top of the address space",
