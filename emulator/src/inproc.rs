@@ -110,16 +110,21 @@ impl InProcInstance {
     /// Builds `board`'s graph and serves every node (refcount lifetime model, mainline errnos,
     /// the daemon's default limits).
     pub fn start(board: Board) -> Result<Self, Errno> {
+        Self::start_with(board, Lifetime::Refcount, ErrnoProfile::Mainline)
+    }
+
+    /// [`start`](Self::start) under a given lifetime model and errno profile.
+    pub fn start_with(
+        board: Board,
+        lifetime: Lifetime,
+        profile: ErrnoProfile,
+    ) -> Result<Self, Errno> {
         let audit = Audit::new();
         let media = MediaDevice::new(board.media_device_info(KERNEL_VERSION), audit.clone());
         let mut inst = InProcInstance {
             nodes: Vec::new(),
             audit,
-            state: Arc::new(InstanceState::new(
-                0,
-                ErrnoProfile::Mainline,
-                Lifetime::Refcount,
-            )),
+            state: Arc::new(InstanceState::new(0, profile, lifetime)),
             media: Some(media.clone()),
             threads: Vec::new(),
         };
