@@ -76,8 +76,11 @@ pub fn execute(data: &[u8]) -> Vec<(String, u32, Result<i32, Errno>)> {
     let board = Board::ALL[usize::from(setup & 1)];
     let lifetime = [Lifetime::Refcount, Lifetime::Devm, Lifetime::RegisteredBit]
         [usize::from(setup >> 1 & 3) % 3];
-    let profile = [ErrnoProfile::Mainline, ErrnoProfile::Enodev, ErrnoProfile::Strict]
-        [usize::from(setup >> 3 & 3) % 3];
+    let profile = [
+        ErrnoProfile::Mainline,
+        ErrnoProfile::Enodev,
+        ErrnoProfile::Strict,
+    ][usize::from(setup >> 3 & 3) % 3];
     let Ok(mut inst) = InProcInstance::start_with(board, lifetime, profile) else {
         panic!("the instance did not start");
     };
@@ -556,6 +559,14 @@ mod tests {
             ("cuse_requests", cuse::fuzzing::seeds(), cuse::fuzzing::run),
             ("node_ioctls", seeds(), run),
             ("control", control_seeds(), control),
+            (
+                "topology",
+                topology::PRESETS
+                    .iter()
+                    .map(|p| p.1.as_bytes().to_vec())
+                    .collect(),
+                topology::fuzz,
+            ),
         ]
     }
 
