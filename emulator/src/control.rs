@@ -303,6 +303,13 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, String> {
     serde_json::from_str(&resp).map_err(|e| format!("malformed answer from the daemon: {e}"))
 }
 
+/// Prints a line of output; a reader that went away (`mcemu ctl status | head`) is not an
+/// error worth a panic, as `println!` would make it.
+fn print_out(s: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{s}");
+}
+
 /// `mcemu ctl status [--wait S]`: returns the exit code.
 pub fn status_command(path: &Path, wait: Option<f64>) -> i32 {
     let deadline = wait.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -332,7 +339,7 @@ pub fn status_command(path: &Path, wait: Option<f64>) -> i32 {
         let timed_out = deadline.is_none_or(|d| Instant::now() >= d);
         if done || timed_out {
             if code == 0 {
-                println!("{msg}");
+                print_out(&msg);
             } else if timed_out && wait.is_some() {
                 eprintln!("mcemu ctl: not ready after {}s: {msg}", wait.unwrap_or(0.0));
             } else {
@@ -353,12 +360,9 @@ pub fn simple_command(path: &Path, req: &Request, summary_only: bool) -> i32 {
             ..
         }) => {
             if summary_only {
-                println!(
-                    "{}",
-                    v.get("summary").and_then(|s| s.as_str()).unwrap_or("")
-                );
+                print_out(v.get("summary").and_then(|s| s.as_str()).unwrap_or(""));
             } else {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                print_out(&serde_json::to_string_pretty(&v).unwrap_or_default());
             }
             0
         }
