@@ -24,14 +24,32 @@ pub trait ClientMemory: Send + Sync {
     /// `[addr, addr + len)` is mapped, and writable if `write` (each page's first byte in the
     /// range is read, and written back unchanged). EFAULT otherwise.
     fn pin(&self, addr: u64, len: usize, write: bool) -> Result<(), Errno> {
-        for at in page_probes(addr, len)? {
-            let b = self.read(at, 1)?;
-            if write {
-                self.write(at, &b)?;
-            }
-        }
-        Ok(())
+        pin_bytewise(
+            addr,
+            len,
+            write,
+            |a| self.read(a, 1),
+            |a, b| self.write(a, b),
+        )
     }
+}
+
+/// [`ClientMemory::pin`] through single-byte accesses: each page probe read (and written back
+/// unchanged when `write`). The default for memories without a batched way.
+pub fn pin_bytewise(
+    addr: u64,
+    len: usize,
+    write: bool,
+    read: impl Fn(u64) -> Result<Vec<u8>, Errno>,
+    write_back: impl Fn(u64, &[u8]) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    for at in page_probes(addr, len)? {
+        let b = read(at)?;
+        if write {
+            write_back(at, &b)?;
+        }
+    }
+    Ok(())
 }
 
 /// One address in each page of `[addr, addr + len)` (the range's first byte, then each later

@@ -38,13 +38,13 @@ pub trait UserMemory: Send + Sync {
     /// `get_user_pages` on `[addr, addr + len)`: every page mapped (and writable if `write`),
     /// else EFAULT. By default one byte per page through `read` (and `write`, unchanged).
     fn pin(&self, addr: u64, len: usize, write: bool) -> Result<(), Errno> {
-        for at in cuse::memory::page_probes(addr, len)? {
-            let b = self.read(at, 1)?;
-            if write {
-                self.write(at, &b)?;
-            }
-        }
-        Ok(())
+        cuse::memory::pin_bytewise(
+            addr,
+            len,
+            write,
+            |a| self.read(a, 1),
+            |a, b| self.write(a, b),
+        )
     }
 }
 
