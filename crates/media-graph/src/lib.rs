@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod controls;
 pub mod graph;
+pub mod pads;
 pub mod v4l2;
 pub mod vb2;
 

@@ -52,23 +52,8 @@ impl IspSubdev {
 }
 
 impl IspSubdev {
-    /// The pad operations of a block with selections (ENOTTY for the others).
-    fn selection_pads(&self) -> Result<&Arc<SubdevPads>, Errno> {
-        self.pads
-            .as_ref()
-            .filter(|p| p.block().has_selection())
-            .ok_or(Errno::ENOTTY)
-    }
-
-    /// The subdev core's `check_which` and `check_pad`.
-    fn check(&self, which: u32, pad: u32) -> Result<(), Errno> {
-        if which != V4L2_SUBDEV_FORMAT_TRY && which != V4L2_SUBDEV_FORMAT_ACTIVE {
-            return Err(Errno::EINVAL);
-        }
-        if pad as usize >= self.num_pads {
-            return Err(Errno::EINVAL);
-        }
-        Ok(())
+    fn pads(&self) -> Result<&Arc<SubdevPads>, Errno> {
+        self.pads.as_ref().ok_or(Errno::ENOTTY)
     }
 }
 
@@ -136,143 +121,69 @@ impl SubdevIoctls for IspSubdev {
     fn enum_mbus_code(
         &self,
         fh: u64,
-        mut c: v4l2_subdev_mbus_code_enum,
+        c: v4l2_subdev_mbus_code_enum,
     ) -> Result<v4l2_subdev_mbus_code_enum, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(c.which, c.pad)?;
-        c.reserved = [0; 7];
-        c.code = pads.with(fh, c.which, |b, st| {
-            b.enum_mbus_code(st, c.pad as usize, c.index)
-        })??;
-        Ok(c)
+        self.pads()?.enum_mbus_code(fh, c)
     }
 
     fn enum_frame_size(
         &self,
         fh: u64,
-        mut f: v4l2_subdev_frame_size_enum,
+        f: v4l2_subdev_frame_size_enum,
     ) -> Result<v4l2_subdev_frame_size_enum, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(f.which, f.pad)?;
-        f.reserved = [0; 8];
-        let sizes = pads.with(fh, f.which, |b, st| {
-            if let Some(r) = b.enum_frame_size(st, f.pad as usize, f.index, f.code) {
-                return r;
-            }
-            // The ISP blocks: index 0 only; the try function at 1x1 and at the largest
-            // request; EINVAL if it changes the code.
-            if f.index != 0 {
-                return Err(Errno::EINVAL);
-            }
-            let probe = |w: u32, h: u32| {
-                let mut m = v4l2_mbus_framefmt::zeroed();
-                m.code = f.code;
-                m.width = w;
-                m.height = h;
-                b.try_fmt(st, f.pad as usize, &mut m);
-                m
-            };
-            let (min, max) = (probe(1, 1), probe(u32::MAX, u32::MAX));
-            if min.code != f.code {
-                return Err(Errno::EINVAL);
-            }
-            Ok([min.width, max.width, min.height, max.height])
-        })??;
-        [f.min_width, f.max_width, f.min_height, f.max_height] = sizes;
-        Ok(f)
+        self.pads()?.enum_frame_size(fh, f)
     }
 
     fn enum_frame_interval(
         &self,
         fh: u64,
-        mut f: v4l2_subdev_frame_interval_enum,
+        f: v4l2_subdev_frame_interval_enum,
     ) -> Result<v4l2_subdev_frame_interval_enum, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(f.which, f.pad)?;
-        f.reserved = [0; 8];
-        f.interval = pads
-            .with(fh, f.which, |b, _| {
-                b.enum_frame_interval(f.index, f.code, f.width, f.height)
-            })?
-            .ok_or(Errno::ENOTTY)??;
-        Ok(f)
+        self.pads()?.enum_frame_interval(fh, f)
     }
 
-    /// The core forces `which` to ACTIVE for clients without
-    /// `V4L2_SUBDEV_CLIENT_CAP_INTERVAL_USES_WHICH` (mcemu offers no client caps), and the
-    /// ET8EK8 clears the whole structure before filling in the interval.
     fn get_frame_interval(
         &self,
         fh: u64,
         f: v4l2_subdev_frame_interval,
     ) -> Result<v4l2_subdev_frame_interval, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(V4L2_SUBDEV_FORMAT_ACTIVE, f.pad)?;
-        let interval = pads
-            .with(fh, V4L2_SUBDEV_FORMAT_ACTIVE, |b, st| {
-                b.get_frame_interval(st)
-            })?
-            .ok_or(Errno::ENOTTY)??;
-        let mut out = v4l2_subdev_frame_interval::zeroed();
-        out.interval = interval;
-        Ok(out)
+        self.pads()?.get_frame_interval(fh, f)
     }
 
     fn set_frame_interval(
         &self,
         fh: u64,
-        mut f: v4l2_subdev_frame_interval,
+        f: v4l2_subdev_frame_interval,
     ) -> Result<v4l2_subdev_frame_interval, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(V4L2_SUBDEV_FORMAT_ACTIVE, f.pad)?;
-        f.interval = pads
-            .with_set(fh, V4L2_SUBDEV_FORMAT_ACTIVE, |b, st| {
-                b.set_frame_interval(st, f.interval)
-            })?
-            .ok_or(Errno::ENOTTY)??;
-        Ok(f)
+        self.pads()?.set_frame_interval(fh, f)
     }
 
-    fn get_fmt(&self, fh: u64, mut f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(f.which, f.pad)?;
-        f.reserved = [0; 8];
-        f.format = pads.with(fh, f.which, |_, st| st.fmt[f.pad as usize])?;
-        Ok(f)
+    fn get_fmt(&self, fh: u64, f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
+        self.pads()?.get_fmt(fh, f)
     }
 
-    fn set_fmt(&self, fh: u64, mut f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
-        let pads = self.pads.as_ref().ok_or(Errno::ENOTTY)?;
-        self.check(f.which, f.pad)?;
-        f.reserved = [0; 8];
-        f.format.reserved = [0; 10];
-        let mut m = f.format;
-        pads.with_set(fh, f.which, |b, st| b.set_fmt(st, f.pad as usize, &mut m))?;
-        f.format = m;
-        Ok(f)
+    fn set_fmt(&self, fh: u64, f: v4l2_subdev_format) -> Result<v4l2_subdev_format, Errno> {
+        self.pads()?.set_fmt(fh, f)
     }
 
     fn get_selection(
         &self,
         fh: u64,
-        mut s: v4l2_subdev_selection,
+        s: v4l2_subdev_selection,
     ) -> Result<v4l2_subdev_selection, Errno> {
-        let pads = self.selection_pads()?;
-        self.check(s.which, s.pad)?;
-        s.reserved = [0; 8];
-        s.r = pads.with(fh, s.which, |b, st| {
-            b.get_selection(st, s.pad as usize, s.target)
-        })??;
-        Ok(s)
+        self.pads()?.get_selection(fh, s)
     }
 
     fn set_selection(
         &self,
         fh: u64,
-        mut s: v4l2_subdev_selection,
+        s: v4l2_subdev_selection,
     ) -> Result<v4l2_subdev_selection, Errno> {
-        let pads = self.selection_pads()?;
-        self.check(s.which, s.pad)?;
+        let pads = self.pads()?;
+        if !pads.block().has_selection() {
+            return Err(Errno::ENOTTY);
+        }
+        pads.check(s.which, s.pad)?;
         // The CCDC's and the preview's crop cannot change while they stream (TRY included:
         // the drivers check their state first); the resizer's can.
         let crop_pad = match self.name.as_str() {
@@ -286,11 +197,7 @@ impl SubdevIoctls for IspSubdev {
         {
             return Err(Errno::EBUSY);
         }
-        s.reserved = [0; 8];
-        s.r = pads.with(fh, s.which, |b, st| {
-            b.set_selection(st, s.pad as usize, s.target, s.flags, s.r)
-        })??;
-        Ok(s)
+        pads.set_selection(fh, s)
     }
 
     /// `ccdc_subscribe_event` (FRAME_SYNC, id 0) and `omap3isp_stat_subscribe_event`.

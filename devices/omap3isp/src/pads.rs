@@ -2,15 +2,14 @@
 //! function, what setting a pad propagates, code enumeration, frame-size enumeration and the crop
 //! selections, for ACTIVE state and per-file-handle TRY state.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use ioctl_abi::subdev::*;
 use ioctl_abi::videodev2::*;
 use nix::errno::Errno;
-use parking_lot::Mutex;
 
 use crate::links::{Ccp2, Input, Preview};
+pub use media_graph::pads::{mbus, rect, Block, PadState, SubdevPads};
 
 /// One row of the driver's format table (ispvideo.c `formats[]`): the code, its 10-bit
 /// truncation, its uncompressed form and its 8-bit "flavor" (0: not shiftable).
@@ -260,106 +259,10 @@ pub fn format_info(code: u32) -> Option<&'static FormatInfo> {
     FORMATS.iter().find(|f| f.code == code)
 }
 
-/// Formats and crop rectangle of one block, for one `which`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PadState {
-    pub fmt: Vec<v4l2_mbus_framefmt>,
-    pub crop: v4l2_rect,
-    /// A mode-table sensor's current mode (the ET8EK8's `current_reglist`); 0 elsewhere.
-    pub mode: usize,
-}
-
-pub(crate) fn mbus(code: u32, width: u32, height: u32) -> v4l2_mbus_framefmt {
-    let mut m = v4l2_mbus_framefmt::zeroed();
-    m.code = code;
-    m.width = width;
-    m.height = height;
-    m.field = V4L2_FIELD_NONE;
-    m.colorspace = V4L2_COLORSPACE_SRGB;
-    m
-}
-
-pub(crate) fn rect(left: i32, top: i32, width: u32, height: u32) -> v4l2_rect {
-    v4l2_rect {
-        left,
-        top,
-        width,
-        height,
-    }
-}
-
 /// `clamp_t(u32, v, lo, hi)`: the kernel clamps after casting to u32 (a negative left becomes
 /// huge and clamps to the upper bound).
 fn clamp(v: u32, lo: u32, hi: u32) -> u32 {
     v.max(lo).min(hi)
-}
-
-/// One ISP block's pad operations.
-pub trait Block: Send + Sync {
-    fn num_pads(&self) -> usize;
-    /// `init_formats`: the state a new file handle (TRY) and probe (ACTIVE) start from.
-    fn init(&self) -> PadState;
-    /// The block's try function for `pad`, given the current state.
-    fn try_fmt(&self, st: &PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt);
-    /// Stores a tried format and propagates it (sink: reset crop, re-derive sources).
-    fn set_fmt(&self, st: &mut PadState, pad: usize, fmt: &mut v4l2_mbus_framefmt) {
-        self.try_fmt(st, pad, fmt);
-        st.fmt[pad] = *fmt;
-    }
-    fn enum_mbus_code(&self, st: &PadState, pad: usize, index: u32) -> Result<u32, Errno>;
-    fn get_selection(&self, _st: &PadState, _pad: usize, _target: u32) -> Result<v4l2_rect, Errno> {
-        Err(Errno::EINVAL)
-    }
-    fn set_selection(
-        &self,
-        _st: &mut PadState,
-        _pad: usize,
-        _target: u32,
-        _flags: u32,
-        _r: v4l2_rect,
-    ) -> Result<v4l2_rect, Errno> {
-        Err(Errno::EINVAL)
-    }
-    fn has_selection(&self) -> bool {
-        false
-    }
-    /// A driver-specific `enum_frame_size` (min and max width, min and max height); None uses
-    /// the ISP blocks' rule (the try function at 1x1 and at the largest size).
-    fn enum_frame_size(
-        &self,
-        _st: &PadState,
-        _pad: usize,
-        _index: u32,
-        _code: u32,
-    ) -> Option<Result<[u32; 4], Errno>> {
-        None
-    }
-    /// Called after a format or frame interval was set on the ACTIVE state (drivers that
-    /// derive control values from the mode update them here).
-    fn active_set(&self, _st: &PadState) {}
-    /// `enum_frame_interval` for a code and size; None: the block has no frame interval
-    /// operations (`ENOTTY`, as on every ISP block and the MT9P031).
-    fn enum_frame_interval(
-        &self,
-        _index: u32,
-        _code: u32,
-        _width: u32,
-        _height: u32,
-    ) -> Option<Result<v4l2_fract, Errno>> {
-        None
-    }
-    /// `get_frame_interval` on the ACTIVE state.
-    fn get_frame_interval(&self, _st: &PadState) -> Option<Result<v4l2_fract, Errno>> {
-        None
-    }
-    /// `set_frame_interval` on the ACTIVE state; returns the interval now in effect.
-    fn set_frame_interval(
-        &self,
-        _st: &mut PadState,
-        _ival: v4l2_fract,
-    ) -> Option<Result<v4l2_fract, Errno>> {
-        None
-    }
 }
 
 /// OMAP3 ISP CCP2 (omap3isp.md §2.2, with Linux 7.0's clamping when no input is chosen).
@@ -834,87 +737,6 @@ impl Block for PreviewPads {
         self.try_fmt(st, 1, &mut src);
         st.fmt[1] = src;
         Ok(r)
-    }
-}
-
-/// A block's ACTIVE state and every open file handle's TRY state.
-pub struct SubdevPads {
-    block: Box<dyn Block>,
-    active: Mutex<PadState>,
-    try_state: Mutex<HashMap<u64, PadState>>,
-}
-
-impl SubdevPads {
-    pub fn new(block: Box<dyn Block>) -> Arc<Self> {
-        let active = block.init();
-        Arc::new(Self {
-            block,
-            active: Mutex::new(active),
-            try_state: Mutex::new(HashMap::new()),
-        })
-    }
-
-    pub fn block(&self) -> &dyn Block {
-        &*self.block
-    }
-
-    /// The subdev `open` internal op: a new TRY state from `init_formats`.
-    pub fn open(&self, fh: u64) {
-        self.try_state.lock().insert(fh, self.block.init());
-    }
-
-    pub fn release(&self, fh: u64) {
-        self.try_state.lock().remove(&fh);
-    }
-
-    /// Runs `f` on the state `which` selects (the core has checked `which` and the pad).
-    pub fn with<R>(
-        &self,
-        fh: u64,
-        which: u32,
-        f: impl FnOnce(&dyn Block, &mut PadState) -> R,
-    ) -> Result<R, Errno> {
-        self.run(fh, which, false, f)
-    }
-
-    /// Like [`Self::with`] for a set operation: the block hears of ACTIVE changes.
-    pub fn with_set<R>(
-        &self,
-        fh: u64,
-        which: u32,
-        f: impl FnOnce(&dyn Block, &mut PadState) -> R,
-    ) -> Result<R, Errno> {
-        self.run(fh, which, true, f)
-    }
-
-    fn run<R>(
-        &self,
-        fh: u64,
-        which: u32,
-        set: bool,
-        f: impl FnOnce(&dyn Block, &mut PadState) -> R,
-    ) -> Result<R, Errno> {
-        if which == V4L2_SUBDEV_FORMAT_ACTIVE {
-            let mut st = self.active.lock();
-            let r = f(&*self.block, &mut st);
-            if set {
-                self.block.active_set(&st);
-            }
-            return Ok(r);
-        }
-        let mut t = self.try_state.lock();
-        let st = t.entry(fh).or_insert_with(|| self.block.init());
-        Ok(f(&*self.block, st))
-    }
-
-    /// A copy of the ACTIVE state (what the hardware is programmed with).
-    pub fn active_state(&self) -> PadState {
-        self.active.lock().clone()
-    }
-
-    /// The ACTIVE format of a pad (for link validation and the video nodes).
-    pub fn active_format(&self, pad: usize) -> Option<v4l2_mbus_framefmt> {
-        self.active.lock().fmt.get(pad).copied()
     }
 }
 
