@@ -14,6 +14,7 @@ use omap3isp::Board;
 use crate::breakpoints::Breakpoints;
 use crate::instance::{ErrnoProfile, InstanceState, Lifetime, NodeKind};
 use crate::limits::{Caps, Limits};
+use crate::model::Model;
 use crate::nodes::{Handler, Node};
 
 /// One node of an in-process instance.
@@ -85,6 +86,28 @@ impl Registrar<'_> {
     }
 }
 
+impl topology::device::NodeRegistrar for Registrar<'_> {
+    type Error = Errno;
+
+    fn register_video(
+        &mut self,
+        entity: &str,
+        h: Arc<dyn media_graph::VideoIoctls>,
+    ) -> Result<(u32, u32), Errno> {
+        let name = format!("video{}", self.count(NodeKind::Video));
+        self.node(name, entity.into(), NodeKind::Video, Handler::Video(h))
+    }
+
+    fn register_subdev(
+        &mut self,
+        entity: &str,
+        h: Arc<dyn media_graph::SubdevIoctls>,
+    ) -> Result<(u32, u32), Errno> {
+        let name = format!("v4l-subdev{}", self.count(NodeKind::Subdev));
+        self.node(name, entity.into(), NodeKind::Subdev, Handler::Subdev(h))
+    }
+}
+
 impl NodeRegistrar for Registrar<'_> {
     type Error = Errno;
 
@@ -119,8 +142,17 @@ impl InProcInstance {
         lifetime: Lifetime,
         profile: ErrnoProfile,
     ) -> Result<Self, Errno> {
+        Self::start_model(&Model::Board(board), lifetime, profile)
+    }
+
+    /// A board's or a topology's instance.
+    pub fn start_model(
+        model: &Model,
+        lifetime: Lifetime,
+        profile: ErrnoProfile,
+    ) -> Result<Self, Errno> {
         let audit = Audit::new();
-        let media = MediaDevice::new(board.media_device_info(KERNEL_VERSION), audit.clone());
+        let media = MediaDevice::new(model.media_device_info(KERNEL_VERSION), audit.clone());
         let mut inst = InProcInstance {
             nodes: Vec::new(),
             audit,
@@ -136,7 +168,7 @@ impl InProcInstance {
             runtime: None,
             nodes: Vec::new(),
         };
-        omap3isp::topology::build(board, &media, &mut reg)?;
+        model.build(KERNEL_VERSION, &media, &mut reg)?;
         media.register();
         let model = media.info().model.clone();
         reg.node("media0".into(), model, NodeKind::Media, Handler::Media)?;
@@ -201,5 +233,39 @@ mod tests {
         drop(inst);
         let live: i64 = audit.snapshot().iter().map(|(_, n)| n).sum();
         assert_eq!(live, 0, "{:?}", audit.snapshot());
+    }
+
+    #[test]
+    fn topology_presets_answer_on_every_node_and_release_everything() {
+        for (preset, nodes) in [("uvc-like", 2), ("vimc-like", 10)] {
+            let model = Model::topology(preset).unwrap();
+            for lifetime in [Lifetime::Refcount, Lifetime::Devm, Lifetime::RegisteredBit] {
+                let mut inst =
+                    InProcInstance::start_model(&model, lifetime, ErrnoProfile::Mainline).unwrap();
+                assert_eq!(inst.nodes.len(), nodes, "{preset}");
+                let mut files = Vec::new();
+                for n in &inst.nodes {
+                    let f = n.kernel.open(libc::O_RDWR).unwrap();
+                    let cmd = match n.kind {
+                        NodeKind::Media => ioctl_abi::media::MEDIA_IOC_DEVICE_INFO,
+                        NodeKind::Video => ioctl_abi::videodev2::VIDIOC_QUERYCAP,
+                        NodeKind::Subdev => ioctl_abi::subdev::VIDIOC_SUBDEV_QUERYCAP,
+                    };
+                    n.kernel.memory().map(0x1000, vec![0; 512]);
+                    assert_eq!(f.ioctl(cmd, 0x1000), Ok(0), "{preset} {}", n.name);
+                    files.push(f);
+                }
+                inst.unplug();
+                // Handles kept across the unplug get the unplugged errnos, then close.
+                for f in files {
+                    assert!(f.ioctl(ioctl_abi::videodev2::VIDIOC_QUERYCAP, 0x1000).is_err());
+                    let _ = f.close();
+                }
+                let audit = inst.audit.clone();
+                drop(inst);
+                let live: i64 = audit.snapshot().iter().map(|(_, n)| n).sum();
+                assert_eq!(live, 0, "{preset}: {:?}", audit.snapshot());
+            }
+        }
     }
 }

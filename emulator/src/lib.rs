@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod inproc;
 pub mod instance;
 pub mod limits;
+pub mod model;
 pub mod nodes;
 pub mod serve;
 

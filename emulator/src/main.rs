@@ -25,6 +25,10 @@ enum Command {
         /// Board profile: beagleboard-xm (MT9P031, ISP rev 0xf0) or n900 (ET8EK8, rev 0x20).
         #[arg(long, default_value = "beagleboard-xm", value_parser = parse_board)]
         board: omap3isp::Board,
+        /// Serve a declarative topology instead of an omap3isp board: a preset (uvc-like,
+        /// vimc-like) or a TOML file (format: devices/topology/src/lib.rs, README "Topologies").
+        #[arg(long, value_name = "NAME|FILE", conflicts_with = "board")]
+        topology: Option<String>,
         /// Control socket path.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         control: PathBuf,
@@ -177,6 +181,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve {
             board,
+            topology,
             control,
             major,
             threads,
@@ -199,8 +204,18 @@ fn main() {
                         break 'serve 2;
                     }
                 };
+            let model = match topology {
+                None => mcemu::model::Model::Board(board),
+                Some(t) => match mcemu::model::Model::topology(&t) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("mcemu: --topology: {e}");
+                        break 'serve 2;
+                    }
+                },
+            };
             let cfg = serve::ServeConfig {
-                board,
+                model,
                 control,
                 major,
                 threads: threads.into(),

@@ -11,7 +11,6 @@ use cuse::{Device, DeviceInfo, Errno, Session, SessionError, SessionHandle};
 use media_graph::{running_kernel_version, Audit, Kind, MediaDevice};
 use nix::sys::signal::{SigSet, Signal};
 use omap3isp::topology::{NodeRegistrar, SubdevInfo, VideoNodeInfo};
-use omap3isp::Board;
 use parking_lot::Mutex;
 
 use crate::breakpoints::{Breakpoints, Stage};
@@ -21,7 +20,8 @@ use crate::nodes::{Handler, Node};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub board: Board,
+    /// What each instance is: a board or a topology.
+    pub model: crate::model::Model,
     pub control: PathBuf,
     /// None: pick a free local/experimental major; Some(0): a dynamic major per node.
     pub major: Option<u32>,
@@ -238,7 +238,7 @@ impl Daemon {
         ));
         let audit = Audit::new();
         let media = MediaDevice::new(
-            self.cfg.board.media_device_info(self.kernel_version),
+            self.cfg.model.media_device_info(self.kernel_version),
             audit.clone(),
         );
         let released = Arc::new(AtomicBool::new(false));
@@ -263,7 +263,7 @@ impl Daemon {
             runtime: None,
         };
         // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
-        let built = omap3isp::topology::build(self.cfg.board, &media, &mut reg).and_then(|_| {
+        let built = self.cfg.model.build(self.kernel_version, &media, &mut reg).and_then(|_| {
             // ...and the media node last.
             media.register();
             reg.node("media", "media", Handler::Media)
@@ -281,7 +281,7 @@ impl Daemon {
             .push(format!("{} registered {} nodes", self.stamp(), nodes.len()));
         tracing::info!(
             instance = id,
-            board = self.cfg.board.name(),
+            model = %self.cfg.model.name(),
             nodes = nodes.len(),
             "registered"
         );
@@ -470,7 +470,7 @@ impl Control for Daemon {
             })
             .collect();
         Status {
-            board: self.cfg.board.name().into(),
+            board: self.cfg.model.name(),
             lifetime: self.cfg.lifetime.name().into(),
             errno_profile: self.cfg.errno_profile.name().into(),
             ready: instances
@@ -749,6 +749,26 @@ impl Registrar<'_> {
             .expect("spawning a node thread");
         self.daemon.threads.lock().push(t);
         Ok(devt)
+    }
+}
+
+impl topology::device::NodeRegistrar for Registrar<'_> {
+    type Error = ServeError;
+
+    fn register_video(
+        &mut self,
+        _name: &str,
+        h: Arc<dyn media_graph::VideoIoctls>,
+    ) -> Result<(u32, u32), ServeError> {
+        self.node("video", "video", Handler::Video(h))
+    }
+
+    fn register_subdev(
+        &mut self,
+        _name: &str,
+        h: Arc<dyn media_graph::SubdevIoctls>,
+    ) -> Result<(u32, u32), ServeError> {
+        self.node("v4l-subdev", "subdev", Handler::Subdev(h))
     }
 }
 

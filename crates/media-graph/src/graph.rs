@@ -25,7 +25,7 @@ pub enum EntityKind {
 }
 
 /// A pad as a link end: entity id and pad index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PadRef {
     pub entity: u32,
     pub index: u16,

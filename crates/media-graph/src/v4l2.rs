@@ -222,3 +222,34 @@ pub trait SubdevIoctls: Send + Sync {
         Err(Errno::ENOTTY)
     }
 }
+
+/// `v4l_fill_fmtdesc`'s description of a pixel format (the core fills it in; drivers do not),
+/// for the formats mcemu's devices use; empty for others.
+pub fn pixfmt_description(pixelformat: u32) -> &'static str {
+    match &pixelformat.to_le_bytes() {
+        b"GREY" => "8-bit Greyscale",
+        b"Y10 " => "10-bit Greyscale",
+        b"Y12 " => "12-bit Greyscale",
+        b"BA81" => "8-bit Bayer BGBG/GRGR",
+        b"GBRG" => "8-bit Bayer GBGB/RGRG",
+        b"GRBG" => "8-bit Bayer GRGR/BGBG",
+        b"RGGB" => "8-bit Bayer RGRG/GBGB",
+        b"bBA8" => "8-bit Bayer BGBG/GRGR (DPCM)",
+        b"bGA8" => "8-bit Bayer GBGB/RGRG (DPCM)",
+        b"BD10" => "8-bit Bayer GRGR/BGBG (DPCM)",
+        b"bRA8" => "8-bit Bayer RGRG/GBGB (DPCM)",
+        b"BG10" => "10-bit Bayer BGBG/GRGR",
+        b"GB10" => "10-bit Bayer GBGB/RGRG",
+        b"BA10" => "10-bit Bayer GRGR/BGBG",
+        b"RG10" => "10-bit Bayer RGRG/GBGB",
+        b"BG12" => "12-bit Bayer BGBG/GRGR",
+        b"GB12" => "12-bit Bayer GBGB/RGRG",
+        b"BA12" => "12-bit Bayer GRGR/BGBG",
+        b"RG12" => "12-bit Bayer RGRG/GBGB",
+        b"UYVY" => "UYVY 4:2:2",
+        b"RGB3" => "24-bit RGB 8-8-8",
+        b"BGR3" => "24-bit BGR 8-8-8",
+        b"YUYV" => "YUYV 4:2:2",
+        _ => "",
+    }
+}

@@ -100,34 +100,6 @@ fn v4l2_type(capture: bool) -> u32 {
     }
 }
 
-/// `v4l_fill_fmtdesc`'s descriptions for the formats the ISP uses.
-fn description(pixelformat: u32) -> &'static str {
-    match &pixelformat.to_le_bytes() {
-        b"GREY" => "8-bit Greyscale",
-        b"Y10 " => "10-bit Greyscale",
-        b"Y12 " => "12-bit Greyscale",
-        b"BA81" => "8-bit Bayer BGBG/GRGR",
-        b"GBRG" => "8-bit Bayer GBGB/RGRG",
-        b"GRBG" => "8-bit Bayer GRGR/BGBG",
-        b"RGGB" => "8-bit Bayer RGRG/GBGB",
-        b"bBA8" => "8-bit Bayer BGBG/GRGR (DPCM)",
-        b"bGA8" => "8-bit Bayer GBGB/RGRG (DPCM)",
-        b"BD10" => "8-bit Bayer GRGR/BGBG (DPCM)",
-        b"bRA8" => "8-bit Bayer RGRG/GBGB (DPCM)",
-        b"BG10" => "10-bit Bayer BGBG/GRGR",
-        b"GB10" => "10-bit Bayer GBGB/RGRG",
-        b"BA10" => "10-bit Bayer GRGR/BGBG",
-        b"RG10" => "10-bit Bayer RGRG/GBGB",
-        b"BG12" => "12-bit Bayer BGBG/GRGR",
-        b"GB12" => "12-bit Bayer GBGB/RGRG",
-        b"BA12" => "12-bit Bayer GRGR/BGBG",
-        b"RG12" => "12-bit Bayer RGRG/GBGB",
-        b"UYVY" => "UYVY 4:2:2",
-        b"YUYV" => "YUYV 4:2:2",
-        _ => "",
-    }
-}
-
 impl IspVideo {
     pub fn new(
         name: String,
@@ -673,7 +645,7 @@ impl VideoIoctls for IspVideo {
         let pixelformat = *listed.get(f.index as usize).ok_or(Errno::EINVAL)?;
         f.flags = 0;
         f.pixelformat = pixelformat;
-        set_cstr(&mut f.description, description(pixelformat));
+        set_cstr(&mut f.description, media_graph::v4l2::pixfmt_description(pixelformat));
         f.reserved = [0; 3];
         Ok(f)
     }

@@ -41,6 +41,12 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
+pub mod blocks;
+pub mod capture;
+pub mod device;
+pub mod formats;
+pub mod pattern;
+
 /// What an entity does: decides its default pads, function and node, and (when the graph is
 /// served) how frames pass through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -234,18 +240,7 @@ pub const MAX_LINKS: usize = 1024;
 pub const MIN_SIZE: (u32, u32) = (16, 16);
 pub const MAX_SIZE: (u32, u32) = (4096, 2160);
 
-/// Pixel formats a video entity may list: (fourcc, what it is).
-pub const PIXEL_FORMATS: &[(&str, &str)] = &[
-    ("YUYV", "YUYV 4:2:2"),
-    ("UYVY", "UYVY 4:2:2"),
-    ("RGB3", "24-bit RGB"),
-    ("BGR3", "24-bit BGR"),
-    ("GREY", "8-bit greyscale"),
-    ("BA81", "8-bit Bayer BGGR"),
-    ("GBRG", "8-bit Bayer GBRG"),
-    ("GRBG", "8-bit Bayer GRBG"),
-    ("RGGB", "8-bit Bayer RGGB"),
-];
+pub use formats::{PixelFormat, PIXEL_FORMATS};
 
 const BAYER8: [&str; 4] = ["SBGGR8_1X8", "SGBRG8_1X8", "SGRBG8_1X8", "SRGGB8_1X8"];
 
@@ -263,10 +258,7 @@ fn bus_code(name: &str) -> Option<u32> {
 }
 
 fn fourcc(name: &str) -> Option<u32> {
-    PIXEL_FORMATS
-        .iter()
-        .find(|(f, _)| *f == name)
-        .map(|(f, _)| u32::from_le_bytes(f.as_bytes().try_into().unwrap_or([0; 4])))
+    formats::by_name(name).map(|p| p.fourcc)
 }
 
 fn size(s: &str) -> Option<(u32, u32)> {
@@ -375,7 +367,7 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
                         "unknown pixel format {f:?} (known: {})",
                         PIXEL_FORMATS
                             .iter()
-                            .map(|p| p.0)
+                            .map(|p| p.name)
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -627,3 +619,5 @@ pub fn fuzz(data: &[u8]) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod serve_tests;

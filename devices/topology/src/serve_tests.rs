@@ -1,0 +1,270 @@
+//! A topology served without a kernel: the handlers of its nodes called as the dispatcher
+//! calls them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ioctl_abi::media::*;
+use ioctl_abi::subdev::*;
+use ioctl_abi::videodev2::*;
+use media_graph::vb2::UserMemory;
+use media_graph::{Audit, MediaDevice, MediaIoctls, SubdevIoctls, VideoIoctls};
+use nix::errno::Errno;
+use parking_lot::Mutex;
+
+use crate::device::{build, device_info, NodeRegistrar, Runtime};
+
+#[derive(Default)]
+struct Reg {
+    videos: HashMap<String, Arc<dyn VideoIoctls>>,
+    subdevs: HashMap<String, Arc<dyn SubdevIoctls>>,
+    order: Vec<String>,
+}
+
+impl NodeRegistrar for Reg {
+    type Error = Errno;
+    fn register_video(
+        &mut self,
+        name: &str,
+        h: Arc<dyn VideoIoctls>,
+    ) -> Result<(u32, u32), Errno> {
+        self.order.push(format!("video {name}"));
+        self.videos.insert(name.into(), h);
+        Ok((81, self.order.len() as u32))
+    }
+    fn register_subdev(
+        &mut self,
+        name: &str,
+        h: Arc<dyn SubdevIoctls>,
+    ) -> Result<(u32, u32), Errno> {
+        self.order.push(format!("subdev {name}"));
+        self.subdevs.insert(name.into(), h);
+        Ok((81, self.order.len() as u32))
+    }
+}
+
+struct Served {
+    dev: Arc<MediaDevice>,
+    rt: Arc<Runtime>,
+    reg: Reg,
+}
+
+fn serve(preset: &str) -> Served {
+    let topo = crate::load(preset).unwrap();
+    let dev = MediaDevice::new(device_info(&topo, 0x060100), Audit::new());
+    let mut reg = Reg::default();
+    let rt = build(&topo, 0x060100, &dev, &mut reg).unwrap();
+    dev.register();
+    Served { dev, rt, reg }
+}
+
+/// A client's memory: one region at `BASE`.
+struct Mem(Mutex<Vec<u8>>);
+const BASE: u64 = 0x10_0000;
+
+impl UserMemory for Mem {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let m = self.0.lock();
+        let off = addr.checked_sub(BASE).ok_or(Errno::EFAULT)? as usize;
+        m.get(off..off + len).map(<[u8]>::to_vec).ok_or(Errno::EFAULT)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        let mut m = self.0.lock();
+        let off = addr.checked_sub(BASE).ok_or(Errno::EFAULT)? as usize;
+        m.get_mut(off..off + data.len())
+            .ok_or(Errno::EFAULT)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+}
+
+fn fmt_of(v: &dyn VideoIoctls, fh: u64) -> v4l2_pix_format {
+    let mut f = v4l2_format::zeroed();
+    f.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    v.g_fmt(fh, f).unwrap().pix()
+}
+
+fn reqbufs(v: &dyn VideoIoctls, fh: u64, count: u32) -> Result<v4l2_requestbuffers, Errno> {
+    let mut r = v4l2_requestbuffers::zeroed();
+    r.count = count;
+    r.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    r.memory = V4L2_MEMORY_USERPTR;
+    v.reqbufs(fh, r)
+}
+
+/// Queues `count` USERPTR buffers of the node's size and starts streaming.
+fn start(v: &dyn VideoIoctls, fh: u64, mem: &Arc<Mem>, count: u32) -> Result<(), Errno> {
+    let size = fmt_of(v, fh).sizeimage;
+    *mem.0.lock() = vec![0; (size * count) as usize];
+    reqbufs(v, fh, count)?;
+    for i in 0..count {
+        let mut b = v4l2_buffer::zeroed();
+        b.index = i;
+        b.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        b.memory = V4L2_MEMORY_USERPTR;
+        b.m = BASE + u64::from(i * size);
+        b.length = size;
+        v.qbuf(fh, b, Some(mem.clone() as Arc<dyn UserMemory>))?;
+    }
+    v.streamon(fh, V4L2_BUF_TYPE_VIDEO_CAPTURE)
+}
+
+/// Dequeues one buffer, waiting up to 5 s.
+fn dqbuf(v: &dyn VideoIoctls, fh: u64) -> v4l2_buffer {
+    let mut b = v4l2_buffer::zeroed();
+    b.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    b.memory = V4L2_MEMORY_USERPTR;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match v.dqbuf(fh, b, true).result {
+            Ok(b) => return b,
+            Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("DQBUF: {e}"),
+        }
+    }
+}
+
+fn set_active(sd: &dyn SubdevIoctls, pad: u32, code: u32, w: u32, h: u32) -> v4l2_mbus_framefmt {
+    let mut f = v4l2_subdev_format::zeroed();
+    f.which = V4L2_SUBDEV_FORMAT_ACTIVE;
+    f.pad = pad;
+    f.format = media_graph::pads::mbus(code, w, h);
+    sd.set_fmt(0, f).unwrap().format
+}
+
+#[test]
+fn vimc_like_registers_in_probe_order_and_reports_the_graph() {
+    let s = serve("vimc-like");
+    assert_eq!(
+        s.reg.order,
+        [
+            "video Raw Capture 0",
+            "video Raw Capture 1",
+            "video RGB/YUV Capture",
+            "subdev Sensor A",
+            "subdev Sensor B",
+            "subdev Debayer A",
+            "subdev Debayer B",
+            "subdev RGB/YUV Input",
+            "subdev Scaler",
+        ]
+    );
+    let t = s.dev.topology().unwrap();
+    assert_eq!((t.entities.len(), t.interfaces.len(), t.pads.len()), (9, 9, 12));
+    // 8 data links and 9 interface links.
+    assert_eq!(t.links.len(), 17);
+    let info = s.dev.device_info().unwrap();
+    assert_eq!(ioctl_abi::cstr(&info.driver), "vimc");
+    let cap = s.reg.videos["RGB/YUV Capture"].querycap().unwrap();
+    assert_ne!(cap.device_caps & V4L2_CAP_IO_MC, 0);
+    assert_eq!(ioctl_abi::cstr(&cap.bus_info), "platform:vimc");
+}
+
+#[test]
+fn raw_capture_streams_the_sensor_default_and_fills_buffers() {
+    let s = serve("vimc-like");
+    let v = s.reg.videos["Raw Capture 0"].clone();
+    v.open(1);
+    let f = fmt_of(&*v, 1);
+    assert_eq!((f.width, f.height, f.bytesperline), (640, 480, 640 * 3));
+    let mem = Arc::new(Mem(Mutex::new(Vec::new())));
+    start(&*v, 1, &mem, 2).unwrap();
+    let b0 = dqbuf(&*v, 1);
+    assert_eq!(b0.bytesused, f.sizeimage);
+    assert_eq!(b0.flags & V4L2_BUF_FLAG_ERROR, 0);
+    let frame = mem.0.lock()[..f.sizeimage as usize].to_vec();
+    assert!(frame.iter().any(|&b| b != 0), "the frame is written");
+    v.qbuf(1, b0, Some(mem.clone() as Arc<dyn UserMemory>)).unwrap();
+    let b1 = dqbuf(&*v, 1);
+    assert!(b1.sequence > b0.sequence);
+    v.streamoff(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
+    v.release(1);
+}
+
+#[test]
+fn the_scaler_pipeline_needs_matching_formats_and_is_busy_while_streaming() {
+    let s = serve("vimc-like");
+    let v = s.reg.videos["RGB/YUV Capture"].clone();
+    v.open(1);
+    let mem = Arc::new(Mem(Mutex::new(Vec::new())));
+    // Defaults: Sensor A gives RGB888, Debayer A wants Bayer.
+    assert_eq!(start(&*v, 1, &mem, 2), Err(Errno::EPIPE));
+    reqbufs(&*v, 1, 0).unwrap();
+    set_active(&*s.reg.subdevs["Sensor A"], 0, MEDIA_BUS_FMT_SGRBG8_1X8, 640, 480);
+    set_active(&*s.reg.subdevs["Debayer A"], 0, MEDIA_BUS_FMT_SGRBG8_1X8, 640, 480);
+    let out = set_active(&*s.reg.subdevs["Scaler"], 0, MEDIA_BUS_FMT_RGB888_1X24, 640, 480);
+    assert_eq!(out.code, MEDIA_BUS_FMT_RGB888_1X24);
+    start(&*v, 1, &mem, 2).unwrap();
+    dqbuf(&*v, 1);
+    // Streaming: links and ACTIVE formats of the pipeline cannot change.
+    let scaler = s.rt.ids[7];
+    let debayer_a = s.rt.ids[2];
+    let mut l = media_link_desc::zeroed();
+    l.source.entity = debayer_a;
+    l.source.index = 1;
+    l.sink.entity = scaler;
+    l.sink.index = 0;
+    l.flags = 0;
+    assert_eq!(s.dev.setup_link(l), Err(Errno::EBUSY));
+    let mut f = v4l2_subdev_format::zeroed();
+    f.which = V4L2_SUBDEV_FORMAT_ACTIVE;
+    f.format = media_graph::pads::mbus(MEDIA_BUS_FMT_RGB888_1X24, 320, 240);
+    assert_eq!(s.reg.subdevs["Scaler"].set_fmt(0, f).map(|_| ()), Err(Errno::EBUSY));
+    // Another handle cannot touch the queue; its S_FMT is EBUSY while buffers exist.
+    v.open(2);
+    assert_eq!(reqbufs(&*v, 2, 1).map(|_| ()), Err(Errno::EBUSY));
+    let mut sf = v4l2_format::zeroed();
+    sf.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    assert_eq!(v.s_fmt(2, sf).map(|_| ()), Err(Errno::EBUSY));
+    // The owner's close stops the stream and frees the queue: the link may change again, and
+    // a second enabled link into the scaler's sink is refused.
+    v.release(1);
+    assert_eq!(s.dev.setup_link(l).map(|_| ()), Ok(()));
+    l.flags = MEDIA_LNK_FL_ENABLED;
+    l.source.entity = s.rt.ids[3];
+    s.dev.setup_link(l).unwrap();
+    l.source.entity = s.rt.ids[6];
+    l.source.index = 0;
+    assert_eq!(s.dev.setup_link(l).map(|_| ()), Err(Errno::EBUSY));
+    assert_eq!(reqbufs(&*v, 2, 1).map(|r| r.count), Ok(1));
+}
+
+#[test]
+fn uvc_like_is_video_centric_and_s_fmt_configures_the_sensor() {
+    let s = serve("uvc-like");
+    assert!(s.reg.subdevs.is_empty());
+    let v = s.reg.videos["mcemu USB Camera"].clone();
+    let cap = v.querycap().unwrap();
+    assert_eq!(cap.device_caps & V4L2_CAP_IO_MC, 0);
+    assert_eq!(ioctl_abi::cstr(&cap.driver), "uvcvideo");
+    v.open(1);
+    let mut f = v4l2_format::zeroed();
+    f.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    let mut pix = v4l2_pix_format::zeroed();
+    pix.pixelformat = u32::from_le_bytes(*b"YUYV");
+    pix.width = 1300;
+    pix.height = 700;
+    f.set_pix(&pix);
+    let got = v.s_fmt(1, f).unwrap().pix();
+    assert_eq!((got.width, got.height, got.bytesperline), (1280, 720, 2560));
+    let sensor = s.rt.topo.entities.iter().position(|e| e.name == "Camera 1").unwrap();
+    let m = s.rt.active(sensor, 0).unwrap();
+    assert_eq!((m.code, m.width, m.height), (MEDIA_BUS_FMT_YUYV8_2X8, 1280, 720));
+    let mut i = v4l2_input::zeroed();
+    i = v.enum_input(1, i).unwrap();
+    assert_eq!(ioctl_abi::cstr(&i.name), "Camera 1");
+    let mem = Arc::new(Mem(Mutex::new(Vec::new())));
+    start(&*v, 1, &mem, 2).unwrap();
+    let b = dqbuf(&*v, 1);
+    assert_eq!(b.bytesused, 2560 * 720);
+    // Unplug: streaming stops, the queue is released.
+    v.unplugged();
+    let mut d = v4l2_buffer::zeroed();
+    d.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    assert_eq!(v.dqbuf(1, d, true).result.map(|_| ()), Err(Errno::EINVAL));
+    v.release(1);
+}
+
