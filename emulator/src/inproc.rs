@@ -258,7 +258,9 @@ mod tests {
                 inst.unplug();
                 // Handles kept across the unplug get the unplugged errnos, then close.
                 for f in files {
-                    assert!(f.ioctl(ioctl_abi::videodev2::VIDIOC_QUERYCAP, 0x1000).is_err());
+                    assert!(f
+                        .ioctl(ioctl_abi::videodev2::VIDIOC_QUERYCAP, 0x1000)
+                        .is_err());
                     let _ = f.close();
                 }
                 let audit = inst.audit.clone();

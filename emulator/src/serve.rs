@@ -263,11 +263,15 @@ impl Daemon {
             runtime: None,
         };
         // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
-        let built = self.cfg.model.build(self.kernel_version, &media, &mut reg).and_then(|_| {
-            // ...and the media node last.
-            media.register();
-            reg.node("media", "media", Handler::Media)
-        });
+        let built = self
+            .cfg
+            .model
+            .build(self.kernel_version, &media, &mut reg)
+            .and_then(|_| {
+                // ...and the media node last.
+                media.register();
+                reg.node("media", "media", Handler::Media)
+            });
         let nodes = std::mem::take(&mut reg.nodes);
         if let Err(e) = built {
             // Registration failed half way: take down what exists.

@@ -186,6 +186,8 @@ pub struct Queue {
     pub waiting_in_dqbuf: bool,
     epoch: u64,
     budget: Option<Arc<dyn Budget>>,
+    /// CREATE_BUFS reports `max_num_buffers` (Linux 6.8 and later).
+    report_max_num_buffers: bool,
 }
 
 /// A DQBUF outcome that may wait: `Err(EAGAIN)` with `would_block` true means "park me".
@@ -209,7 +211,15 @@ impl Queue {
             waiting_in_dqbuf: false,
             epoch: 0,
             budget: None,
+            report_max_num_buffers: true,
         }
+    }
+
+    /// The queue as a kernel of `kernel_version` runs it: before 6.8, CREATE_BUFS leaves
+    /// `max_num_buffers` (then `reserved[0]`) zero and does not announce it in the caps.
+    pub fn for_kernel(mut self, kernel_version: u32) -> Self {
+        self.report_max_num_buffers = kernel_version >= crate::kernel_version_code(6, 8, 0);
+        self
     }
 
     /// Accounts this queue's MMAP buffers to `budget` from now on: a buffer that would pass
@@ -393,11 +403,14 @@ impl Queue {
         mut c: v4l2_create_buffers,
         setup: impl FnOnce(&mut u32) -> Result<u32, Errno>,
     ) -> Result<v4l2_create_buffers, Errno> {
-        c.capabilities = Self::caps() | V4L2_BUF_CAP_SUPPORTS_MAX_NUM_BUFFERS;
+        c.capabilities = Self::caps();
         c.flags = 0;
-        // `max_num_buffers` sits where 6.1's headers have reserved[0].
         c.reserved = [0; 6];
-        c.reserved[0] = MAX_BUFFERS;
+        if self.report_max_num_buffers {
+            c.capabilities |= V4L2_BUF_CAP_SUPPORTS_MAX_NUM_BUFFERS;
+            // `max_num_buffers` sits where 6.1's headers have reserved[0].
+            c.reserved[0] = MAX_BUFFERS;
+        }
         let verified = self.verify_memory_type(c.memory, c.format.type_);
         c.index = self.bufs.len() as u32;
         if c.count == 0 {
@@ -945,6 +958,12 @@ mod tests {
         assert_eq!(q.create_bufs(c, |_| Ok(100)).unwrap().index, 0);
         let r = q.create_bufs(c, |_| Ok(200)).unwrap();
         assert_eq!((r.index, r.count, r.reserved[0]), (2, 2, MAX_BUFFERS));
+        assert_ne!(r.capabilities & V4L2_BUF_CAP_SUPPORTS_MAX_NUM_BUFFERS, 0);
+        // Before Linux 6.8 the field is reserved, and zero.
+        let mut old = Queue::new(V4L2_BUF_TYPE_VIDEO_CAPTURE).for_kernel(0x060100);
+        let r = old.create_bufs(c, |_| Ok(200)).unwrap();
+        assert_eq!((r.count, r.reserved), (2, [0; 6]));
+        assert_eq!(r.capabilities & V4L2_BUF_CAP_SUPPORTS_MAX_NUM_BUFFERS, 0);
         assert_eq!(q.querybuf(&buf(3, 0)).unwrap().length, 200);
         c.memory = V4L2_MEMORY_USERPTR;
         assert_eq!(q.create_bufs(c, |_| Ok(1)), Err(Errno::EINVAL));

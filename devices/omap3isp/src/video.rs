@@ -420,7 +420,7 @@ impl VideoIoctls for IspVideo {
                 numerator: 1,
                 denominator: 1,
             },
-            queue: Queue::new(v4l2_type(self.capture)),
+            queue: Queue::new(v4l2_type(self.capture)).for_kernel(self.kernel_version),
         };
         self.handles.lock().insert(fh, h);
     }
@@ -645,7 +645,10 @@ impl VideoIoctls for IspVideo {
         let pixelformat = *listed.get(f.index as usize).ok_or(Errno::EINVAL)?;
         f.flags = 0;
         f.pixelformat = pixelformat;
-        set_cstr(&mut f.description, media_graph::v4l2::pixfmt_description(pixelformat));
+        set_cstr(
+            &mut f.description,
+            media_graph::v4l2::pixfmt_description(pixelformat),
+        );
         f.reserved = [0; 3];
         Ok(f)
     }

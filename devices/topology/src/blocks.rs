@@ -223,16 +223,25 @@ mod tests {
             "name = \"s\"\nblock = \"sensor\"\nformats = [\"YUYV8_2X8\"]\nsizes = [\"640x480\", \"1280x720\"]",
         ));
         let st = p.init();
-        assert_eq!((st.fmt[0].code, st.fmt[0].width), (MEDIA_BUS_FMT_YUYV8_2X8, 640));
+        assert_eq!(
+            (st.fmt[0].code, st.fmt[0].width),
+            (MEDIA_BUS_FMT_YUYV8_2X8, 640)
+        );
         let mut m = mbus(0xffff_ffff, 1200, 700);
         p.try_fmt(&st, 0, &mut m);
-        assert_eq!((m.code, m.width, m.height), (MEDIA_BUS_FMT_YUYV8_2X8, 1280, 720));
+        assert_eq!(
+            (m.code, m.width, m.height),
+            (MEDIA_BUS_FMT_YUYV8_2X8, 1280, 720)
+        );
         assert_eq!(p.enum_mbus_code(&st, 0, 1), Err(Errno::EINVAL));
         assert_eq!(
             p.enum_frame_size(&st, 0, 1, MEDIA_BUS_FMT_YUYV8_2X8),
             Some(Ok([1280, 1280, 720, 720]))
         );
-        assert_eq!(p.enum_frame_size(&st, 0, 2, MEDIA_BUS_FMT_YUYV8_2X8), Some(Err(Errno::EINVAL)));
+        assert_eq!(
+            p.enum_frame_size(&st, 0, 2, MEDIA_BUS_FMT_YUYV8_2X8),
+            Some(Err(Errno::EINVAL))
+        );
     }
 
     #[test]
@@ -272,7 +281,10 @@ mod tests {
         b.set_fmt(&mut st, 0, &mut sink);
         let mut out = mbus(MEDIA_BUS_FMT_RGB888_1X24, 64, 64);
         b.try_fmt(&st, 1, &mut out);
-        assert_eq!((out.code, out.width, out.height), (MEDIA_BUS_FMT_UYVY8_2X8, 320, 240));
+        assert_eq!(
+            (out.code, out.width, out.height),
+            (MEDIA_BUS_FMT_UYVY8_2X8, 320, 240)
+        );
         assert_eq!(b.enum_mbus_code(&st, 1, 0), Ok(MEDIA_BUS_FMT_UYVY8_2X8));
         assert_eq!(b.enum_mbus_code(&st, 1, 1), Err(Errno::EINVAL));
     }

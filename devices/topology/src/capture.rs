@@ -104,6 +104,7 @@ impl VideoNode {
         } else {
             V4L2_BUF_TYPE_VIDEO_OUTPUT
         };
+        let kernel_version = rt.kernel_version;
         let mut req = v4l2_pix_format::zeroed();
         req.pixelformat = formats.first().map(|p| p.fourcc).unwrap_or(0);
         (req.width, req.height) = DEFAULT_SIZE;
@@ -117,7 +118,7 @@ impl VideoNode {
                 me: me.clone(),
                 state: Mutex::new(State {
                     fmt: req,
-                    queue: Queue::new(type_),
+                    queue: Queue::new(type_).for_kernel(kernel_version),
                     owner: None,
                     prio: HashMap::new(),
                     budgets: HashMap::new(),
@@ -251,8 +252,7 @@ impl VideoNode {
             let last = hops.last().ok_or(Errno::ENOLINK)?;
             let src = self.rt.active(last.entity, last.pad).ok_or(Errno::EPIPE)?;
             let pf = self.format_of(fmt.pixelformat);
-            if !pf.codes.contains(&src.code) || (src.width, src.height) != (fmt.width, fmt.height)
-            {
+            if !pf.codes.contains(&src.code) || (src.width, src.height) != (fmt.width, fmt.height) {
                 return Err(Errno::EPIPE);
             }
             let mut busy: Vec<usize> = hops.iter().map(|h| h.entity).collect();
@@ -523,7 +523,10 @@ impl VideoIoctls for VideoNode {
             self.rt
                 .upstream(self.entity)
                 .ok()
-                .and_then(|h| h.first().map(|h| self.rt.topo.entities[h.entity].name.clone()))
+                .and_then(|h| {
+                    h.first()
+                        .map(|h| self.rt.topo.entities[h.entity].name.clone())
+                })
                 .unwrap_or_else(|| self.name().to_string())
         };
         i = v4l2_input::zeroed();
@@ -640,7 +643,8 @@ impl VideoIoctls for VideoNode {
         let mut st = self.state.lock();
         Self::owner_check(&st, fh)?;
         let size = st.fmt.sizeimage;
-        st.queue.prepare_buf(&b, memory, &move |_: &Buffer| Ok(size))
+        st.queue
+            .prepare_buf(&b, memory, &move |_: &Buffer| Ok(size))
     }
 
     fn qbuf(

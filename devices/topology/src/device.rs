@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use ioctl_abi::media::*;
 use ioctl_abi::subdev::*;
 use ioctl_abi::videodev2::*;
-use media_graph::controls::{CtrlDef, Controls};
+use media_graph::controls::{Controls, CtrlDef};
 use media_graph::pads::SubdevPads;
 use media_graph::{
     EntityKind, EntitySpec, MediaDevice, MediaDeviceInfo, PadRef, SubdevIoctls, VideoIoctls,
@@ -125,7 +125,9 @@ impl Runtime {
     /// both ends (EPIPE otherwise).
     pub fn validate(&self, hops: &[Hop]) -> Result<(), Errno> {
         for pair in hops.windows(2) {
-            let src = self.active(pair[0].entity, pair[0].pad).ok_or(Errno::EPIPE)?;
+            let src = self
+                .active(pair[0].entity, pair[0].pad)
+                .ok_or(Errno::EPIPE)?;
             let sink_pad = self.sink_fed_by(pair[1].entity, pair[0])?;
             let sink = self.active(pair[1].entity, sink_pad).ok_or(Errno::EPIPE)?;
             if (src.code, src.width, src.height) != (sink.code, sink.width, sink.height) {
@@ -397,8 +399,12 @@ pub fn build<R: NodeRegistrar>(
         if e.block.is_video() {
             let node = VideoNode::new(rt.clone(), i);
             let (major, minor) = reg.register_video(&e.name, node)?;
-            dev.graph_mut()
-                .add_devnode_interface(rt.ids[i], MEDIA_INTF_T_V4L_VIDEO, major, minor)?;
+            dev.graph_mut().add_devnode_interface(
+                rt.ids[i],
+                MEDIA_INTF_T_V4L_VIDEO,
+                major,
+                minor,
+            )?;
         }
     }
     for l in &topo.links {

@@ -618,6 +618,6 @@ pub fn fuzz(data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod serve_tests;
+#[cfg(test)]
+mod tests;

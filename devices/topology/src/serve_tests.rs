@@ -24,11 +24,7 @@ struct Reg {
 
 impl NodeRegistrar for Reg {
     type Error = Errno;
-    fn register_video(
-        &mut self,
-        name: &str,
-        h: Arc<dyn VideoIoctls>,
-    ) -> Result<(u32, u32), Errno> {
+    fn register_video(&mut self, name: &str, h: Arc<dyn VideoIoctls>) -> Result<(u32, u32), Errno> {
         self.order.push(format!("video {name}"));
         self.videos.insert(name.into(), h);
         Ok((81, self.order.len() as u32))
@@ -67,7 +63,9 @@ impl UserMemory for Mem {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let m = self.0.lock();
         let off = addr.checked_sub(BASE).ok_or(Errno::EFAULT)? as usize;
-        m.get(off..off + len).map(<[u8]>::to_vec).ok_or(Errno::EFAULT)
+        m.get(off..off + len)
+            .map(<[u8]>::to_vec)
+            .ok_or(Errno::EFAULT)
     }
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), Errno> {
         let mut m = self.0.lock();
@@ -153,7 +151,10 @@ fn vimc_like_registers_in_probe_order_and_reports_the_graph() {
         ]
     );
     let t = s.dev.topology().unwrap();
-    assert_eq!((t.entities.len(), t.interfaces.len(), t.pads.len()), (9, 9, 12));
+    assert_eq!(
+        (t.entities.len(), t.interfaces.len(), t.pads.len()),
+        (9, 9, 12)
+    );
     // 8 data links and 9 interface links.
     assert_eq!(t.links.len(), 17);
     let info = s.dev.device_info().unwrap();
@@ -177,7 +178,8 @@ fn raw_capture_streams_the_sensor_default_and_fills_buffers() {
     assert_eq!(b0.flags & V4L2_BUF_FLAG_ERROR, 0);
     let frame = mem.0.lock()[..f.sizeimage as usize].to_vec();
     assert!(frame.iter().any(|&b| b != 0), "the frame is written");
-    v.qbuf(1, b0, Some(mem.clone() as Arc<dyn UserMemory>)).unwrap();
+    v.qbuf(1, b0, Some(mem.clone() as Arc<dyn UserMemory>))
+        .unwrap();
     let b1 = dqbuf(&*v, 1);
     assert!(b1.sequence > b0.sequence);
     v.streamoff(1, V4L2_BUF_TYPE_VIDEO_CAPTURE).unwrap();
@@ -193,9 +195,27 @@ fn the_scaler_pipeline_needs_matching_formats_and_is_busy_while_streaming() {
     // Defaults: Sensor A gives RGB888, Debayer A wants Bayer.
     assert_eq!(start(&*v, 1, &mem, 2), Err(Errno::EPIPE));
     reqbufs(&*v, 1, 0).unwrap();
-    set_active(&*s.reg.subdevs["Sensor A"], 0, MEDIA_BUS_FMT_SGRBG8_1X8, 640, 480);
-    set_active(&*s.reg.subdevs["Debayer A"], 0, MEDIA_BUS_FMT_SGRBG8_1X8, 640, 480);
-    let out = set_active(&*s.reg.subdevs["Scaler"], 0, MEDIA_BUS_FMT_RGB888_1X24, 640, 480);
+    set_active(
+        &*s.reg.subdevs["Sensor A"],
+        0,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        640,
+        480,
+    );
+    set_active(
+        &*s.reg.subdevs["Debayer A"],
+        0,
+        MEDIA_BUS_FMT_SGRBG8_1X8,
+        640,
+        480,
+    );
+    let out = set_active(
+        &*s.reg.subdevs["Scaler"],
+        0,
+        MEDIA_BUS_FMT_RGB888_1X24,
+        640,
+        480,
+    );
     assert_eq!(out.code, MEDIA_BUS_FMT_RGB888_1X24);
     start(&*v, 1, &mem, 2).unwrap();
     dqbuf(&*v, 1);
@@ -212,7 +232,10 @@ fn the_scaler_pipeline_needs_matching_formats_and_is_busy_while_streaming() {
     let mut f = v4l2_subdev_format::zeroed();
     f.which = V4L2_SUBDEV_FORMAT_ACTIVE;
     f.format = media_graph::pads::mbus(MEDIA_BUS_FMT_RGB888_1X24, 320, 240);
-    assert_eq!(s.reg.subdevs["Scaler"].set_fmt(0, f).map(|_| ()), Err(Errno::EBUSY));
+    assert_eq!(
+        s.reg.subdevs["Scaler"].set_fmt(0, f).map(|_| ()),
+        Err(Errno::EBUSY)
+    );
     // Another handle cannot touch the queue; its S_FMT is EBUSY while buffers exist.
     v.open(2);
     assert_eq!(reqbufs(&*v, 2, 1).map(|_| ()), Err(Errno::EBUSY));
@@ -250,9 +273,17 @@ fn uvc_like_is_video_centric_and_s_fmt_configures_the_sensor() {
     f.set_pix(&pix);
     let got = v.s_fmt(1, f).unwrap().pix();
     assert_eq!((got.width, got.height, got.bytesperline), (1280, 720, 2560));
-    let sensor = s.rt.topo.entities.iter().position(|e| e.name == "Camera 1").unwrap();
+    let sensor =
+        s.rt.topo
+            .entities
+            .iter()
+            .position(|e| e.name == "Camera 1")
+            .unwrap();
     let m = s.rt.active(sensor, 0).unwrap();
-    assert_eq!((m.code, m.width, m.height), (MEDIA_BUS_FMT_YUYV8_2X8, 1280, 720));
+    assert_eq!(
+        (m.code, m.width, m.height),
+        (MEDIA_BUS_FMT_YUYV8_2X8, 1280, 720)
+    );
     let mut i = v4l2_input::zeroed();
     i = v.enum_input(1, i).unwrap();
     assert_eq!(ioctl_abi::cstr(&i.name), "Camera 1");
@@ -267,4 +298,3 @@ fn uvc_like_is_video_centric_and_s_fmt_configures_the_sensor() {
     assert_eq!(v.dqbuf(1, d, true).result.map(|_| ()), Err(Errno::EINVAL));
     v.release(1);
 }
-
