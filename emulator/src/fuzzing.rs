@@ -4,8 +4,8 @@
 //! input. Every call must end with a result or an errno (a panic or a hang is the fuzzer's
 //! find), and once every file is closed and the instance unplugged, no object may be left.
 //!
-//! Input, byte by byte (missing bytes read as zero): the board, lifetime model and errno
-//! profile, then operations. An ioctl is:
+//! Input, byte by byte (missing bytes read as zero): the board or topology, lifetime model and
+//! errno profile, then operations. An ioctl is:
 //! node, file slot, command selector (an index into the known numbers, the same number with
 //! its size one byte off, or a raw number), where the argument points, and up to two client
 //! memory regions (at [`REGION_A`] and [`REGION_B`]) with their length and bytes; pointers
@@ -17,6 +17,7 @@ use omap3isp::Board;
 
 use crate::inproc::InProcInstance;
 use crate::instance::{ErrnoProfile, Lifetime};
+use crate::model::Model;
 
 /// Client memory the input fills; nothing else is mapped.
 pub const REGION_A: u64 = 0x10000;
@@ -71,9 +72,14 @@ pub fn run(data: &[u8]) {
 pub fn execute(data: &[u8]) -> Vec<(String, u32, Result<i32, Errno>)> {
     let mut trace = Vec::new();
     let mut input = Input(data);
-    // Bit 0: the board; bits 1-2: the lifetime model; bits 3-4: the errno profile.
+    // Bit 0: the board; bits 1-2: the lifetime model; bits 3-4: the errno profile; bits 5-6:
+    // 1 and 2 serve the uvc-like and vimc-like topologies instead of the board.
     let setup = input.u8();
-    let board = Board::ALL[usize::from(setup & 1)];
+    let model = match setup >> 5 & 3 {
+        1 => Model::topology("uvc-like").expect("the preset"),
+        2 => Model::topology("vimc-like").expect("the preset"),
+        _ => Model::Board(Board::ALL[usize::from(setup & 1)]),
+    };
     let lifetime = [Lifetime::Refcount, Lifetime::Devm, Lifetime::RegisteredBit]
         [usize::from(setup >> 1 & 3) % 3];
     let profile = [
@@ -81,7 +87,7 @@ pub fn execute(data: &[u8]) -> Vec<(String, u32, Result<i32, Errno>)> {
         ErrnoProfile::Enodev,
         ErrnoProfile::Strict,
     ][usize::from(setup >> 3 & 3) % 3];
-    let Ok(mut inst) = InProcInstance::start_with(board, lifetime, profile) else {
+    let Ok(mut inst) = InProcInstance::start_model(&model, lifetime, profile) else {
         panic!("the instance did not start");
     };
     let cmds = commands();
@@ -427,6 +433,43 @@ pub fn seeds() -> Vec<Vec<u8>> {
         };
         out.push([vec![0], ioctl(i as u8, cmd, &zero(256), &[])].concat());
     }
+    // The topology presets (setup bits 5-6): nodes in registration order, the media node last.
+    let pattern = u32s(&[V4L2_CID_TEST_PATTERN, 0, 0, 1, 0]);
+    let stream = |n: u8| {
+        [
+            ioctl(n, VIDIOC_REQBUFS, &reqbufs(V4L2_MEMORY_MMAP), &[]),
+            ioctl(n, VIDIOC_QUERYBUF, &buf, &[]),
+            ioctl(
+                n,
+                VIDIOC_STREAMON,
+                &V4L2_BUF_TYPE_VIDEO_CAPTURE.to_le_bytes(),
+                &[],
+            ),
+            ioctl(n, VIDIOC_DQBUF, &buf, &[]),
+        ]
+        .concat()
+    };
+    out.push(
+        [
+            vec![1 << 5],
+            ioctl(1, MEDIA_IOC_G_TOPOLOGY, topo.as_bytes(), &zero(4096)),
+            stream(0),
+            vec![15, 1, 0],
+            ioctl(0, VIDIOC_DQBUF, &buf, &[]),
+        ]
+        .concat(),
+    );
+    out.push(
+        [
+            vec![2 << 5],
+            ioctl(9, MEDIA_IOC_G_TOPOLOGY, topo.as_bytes(), &zero(4096)),
+            ioctl(3, VIDIOC_S_EXT_CTRLS, &ctrl, &pattern),
+            stream(0),
+            vec![15, 9, 0],
+            ioctl(0, VIDIOC_DQBUF, &buf, &[]),
+        ]
+        .concat(),
+    );
     out
 }
 
@@ -546,7 +589,7 @@ mod tests {
                 .all(|t| matches!(t.2, Err(Errno::EAGAIN | Errno::ENODEV | Errno::ENOENT))),
             "{failed:?}"
         );
-        assert!(failed.len() <= 7, "{failed:?}");
+        assert!(failed.len() <= 11, "{failed:?}");
         assert!(all.len() > 35, "{}", all.len());
     }
 
