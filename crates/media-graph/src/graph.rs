@@ -227,6 +227,61 @@ impl Graph {
         id
     }
 
+    /// `media_device_unregister_entity` with the interfaces of its device nodes
+    /// (`media_devnode_remove`): the entity, its pads, every data link to or from it (and
+    /// backlinks), its interface links, and the interfaces left without a link. Returns false
+    /// for an unknown entity.
+    pub fn remove_entity(&mut self, id: u32) -> bool {
+        let Some(pos) = self.entities.iter().position(|e| e.id == id) else {
+            return false;
+        };
+        let e = self.entities.remove(pos);
+        self.audit.remove(Kind::Entity, 1);
+        self.audit.remove(Kind::Pad, e.pads.len());
+        let mut orphan_candidates = Vec::new();
+        let before = self.links.len();
+        self.links.retain(|l| match l.ends {
+            Ends::Data { source, sink } => source.entity != id && sink.entity != id,
+            Ends::Interface { interface, entity } => {
+                if entity == id {
+                    orphan_candidates.push(interface);
+                }
+                entity != id
+            }
+        });
+        self.audit.remove(Kind::Link, before - self.links.len());
+        let links = &self.links;
+        let before = self.interfaces.len();
+        self.interfaces.retain(|i| {
+            !orphan_candidates.contains(&i.id)
+                || links.iter().any(
+                    |l| matches!(l.ends, Ends::Interface { interface, .. } if interface == i.id),
+                )
+        });
+        self.audit
+            .remove(Kind::Interface, before - self.interfaces.len());
+        self.topology_version += 1;
+        true
+    }
+
+    /// `media_create_intf_link` for an interface without a device node of ours (an ALSA
+    /// device's, say): the interface, then its link to `entity`.
+    pub fn add_interface(
+        &mut self,
+        entity: u32,
+        intf_type: u32,
+        major: u32,
+        minor: u32,
+    ) -> Result<u32, Errno> {
+        let devnode = self.entity(entity).ok_or(Errno::EINVAL)?.devnode;
+        let id = self.add_devnode_interface(entity, intf_type, major, minor)?;
+        // Only a device node of the entity's own is its `info.dev`.
+        if let Some(e) = self.entities.iter_mut().find(|e| e.id == entity) {
+            e.devnode = devnode;
+        }
+        Ok(id)
+    }
+
     /// `media_create_pad_link`: the link, then its backlink.
     pub fn add_link(&mut self, source: PadRef, sink: PadRef, flags: u32) -> Result<u32, Errno> {
         let src_ok = self

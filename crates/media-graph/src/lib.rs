@@ -122,8 +122,9 @@ pub struct MediaDevice {
     registered: AtomicBool,
     release: Mutex<Option<ReleaseFn>>,
     audit: Arc<Audit>,
-    /// Whether an entity is part of a started pipeline (links then refuse changes: EBUSY).
-    busy: RwLock<Option<BusyFn>>,
+    /// Whether an entity is part of a started pipeline (links then refuse changes: EBUSY):
+    /// one check per driver that registered entities, by key.
+    busy: RwLock<Vec<(u64, BusyFn)>>,
 }
 
 impl std::fmt::Debug for MediaDevice {
@@ -144,7 +145,7 @@ impl MediaDevice {
             registered: AtomicBool::new(false),
             release: Mutex::new(None),
             audit,
-            busy: RwLock::new(None),
+            busy: RwLock::new(Vec::new()),
         })
     }
 
@@ -171,8 +172,17 @@ impl MediaDevice {
         *self.release.lock() = Some(Box::new(f));
     }
 
-    pub fn set_busy_check(&self, f: BusyFn) {
-        *self.busy.write() = Some(f);
+    /// Adds a driver's busy check; returns its key for [`Self::remove_busy_check`].
+    pub fn add_busy_check(&self, f: BusyFn) -> u64 {
+        let mut b = self.busy.write();
+        let key = b.iter().map(|(k, _)| k + 1).max().unwrap_or(1);
+        b.push((key, f));
+        key
+    }
+
+    /// A driver that goes takes its check with it.
+    pub fn remove_busy_check(&self, key: u64) {
+        self.busy.write().retain(|(k, _)| *k != key);
     }
 
     /// `media_device_register`: the node is live.
@@ -220,8 +230,8 @@ impl MediaIoctls for MediaDevice {
     }
 
     fn setup_link(&self, mut desc: media_link_desc) -> Result<media_link_desc, Errno> {
-        let busy = self.busy.read().clone();
-        let check = |e: u32| busy.as_ref().is_some_and(|b| b(e));
+        let busy: Vec<BusyFn> = self.busy.read().iter().map(|(_, f)| f.clone()).collect();
+        let check = |e: u32| busy.iter().any(|b| b(e));
         self.graph_mut().setup_link(&desc, &check)?;
         desc.reserved = [0; 2];
         Ok(desc)

@@ -52,6 +52,8 @@ pub struct Runtime {
     /// Entities in a started pipeline, with how many streams use each.
     busy: Mutex<HashMap<usize, usize>>,
     pub dev: Weak<MediaDevice>,
+    /// The key of this driver's busy check on the media device.
+    busy_key: std::sync::atomic::AtomicU64,
 }
 
 /// One step of a pipeline, from the sensor down: an entity and the pad its frames leave by.
@@ -335,10 +337,37 @@ pub fn build<R: NodeRegistrar>(
     dev: &Arc<MediaDevice>,
     reg: &mut R,
 ) -> Result<Arc<Runtime>, R::Error> {
+    build_function(topo, None, kernel_version, dev, reg)
+}
+
+/// ALSA's character major: the audio entities' interfaces carry it.
+const ALSA_MAJOR: u32 = 116;
+
+/// One driver's probe on a shared media device (all entities with `driver` None): its
+/// entities, their nodes, and every link of the topology whose other end is already in the
+/// graph (another driver's entity found by name, as au0828 links to the audio entities it
+/// finds).
+pub fn build_function<R: NodeRegistrar>(
+    topo: &Topology,
+    driver: Option<&str>,
+    kernel_version: u32,
+    dev: &Arc<MediaDevice>,
+    reg: &mut R,
+) -> Result<Arc<Runtime>, R::Error> {
+    let mine: Vec<bool> = topo
+        .entities
+        .iter()
+        .map(|e| driver.is_none_or(|d| e.driver == d))
+        .collect();
     let links = Arc::new(OneLinkPerSink::default());
     let ops: Arc<dyn media_graph::EntityOps> = links.clone();
     let mut ids = Vec::new();
-    for e in &topo.entities {
+    for (i, e) in topo.entities.iter().enumerate() {
+        if !mine[i] {
+            // Not this driver's: id 0, which no entity has.
+            ids.push(0);
+            continue;
+        }
         let pads = e
             .pads
             .iter()
@@ -360,7 +389,7 @@ pub fn build<R: NodeRegistrar>(
             ops: Some(ops.clone()),
         }));
     }
-    for (e, &id) in topo.entities.iter().zip(&ids) {
+    for (e, &id) in topo.entities.iter().zip(&ids).filter(|(_, id)| **id != 0) {
         for (p, d) in e.pads.iter().enumerate() {
             if *d == PadDir::Sink {
                 links.sinks.lock().insert(PadRef {
@@ -376,26 +405,46 @@ pub fn build<R: NodeRegistrar>(
         pads: topo
             .entities
             .iter()
-            .map(|e| (!e.block.is_video()).then(|| SubdevPads::new(Box::new(Pads::new(e)))))
+            .zip(&mine)
+            .map(|(e, m)| {
+                (*m && !e.block.is_video() && e.block != Block::Audio)
+                    .then(|| SubdevPads::new(Box::new(Pads::new(e))))
+            })
             .collect(),
         controls: topo
             .entities
             .iter()
-            .map(|e| (e.block == Block::Sensor && e.node).then(sensor_controls))
+            .zip(&mine)
+            .map(|(e, m)| (*m && e.block == Block::Sensor && e.node).then(sensor_controls))
             .collect(),
         ids,
         busy: Mutex::new(HashMap::new()),
         dev: Arc::downgrade(dev),
+        busy_key: Default::default(),
     });
-    {
+    let key = {
         let weak = Arc::downgrade(&rt);
-        dev.set_busy_check(Arc::new(move |id| {
+        dev.add_busy_check(Arc::new(move |id| {
             weak.upgrade()
                 .and_then(|r| r.index_of(id).map(|i| r.is_busy(i)))
                 .unwrap_or(false)
-        }));
-    }
+        }))
+    };
+    rt.busy_key.store(key, std::sync::atomic::Ordering::SeqCst);
+    let mut alsa_minor = 0;
     for (i, e) in topo.entities.iter().enumerate() {
+        if !mine[i] {
+            continue;
+        }
+        if e.block == Block::Audio {
+            alsa_minor += 1;
+            dev.graph_mut().add_interface(
+                rt.ids[i],
+                MEDIA_INTF_T_ALSA_PCM_CAPTURE,
+                ALSA_MAJOR,
+                alsa_minor,
+            )?;
+        }
         if e.block.is_video() {
             let node = VideoNode::new(rt.clone(), i);
             let (major, minor) = reg.register_video(&e.name, node)?;
@@ -407,7 +456,22 @@ pub fn build<R: NodeRegistrar>(
             )?;
         }
     }
+    // A link end: this driver's entity, or another's already in the graph.
+    let end = |(e, pad): (usize, u16)| -> Option<PadRef> {
+        let entity = if mine[e] {
+            rt.ids[e]
+        } else {
+            dev.graph().entity_by_name(&topo.entities[e].name)?.id
+        };
+        Some(PadRef { entity, index: pad })
+    };
     for l in &topo.links {
+        if !mine[l.source.0] && !mine[l.sink.0] {
+            continue;
+        }
+        let (Some(source), Some(sink)) = (end(l.source), end(l.sink)) else {
+            continue;
+        };
         let mut flags = 0;
         if l.enabled {
             flags |= MEDIA_LNK_FL_ENABLED;
@@ -415,21 +479,13 @@ pub fn build<R: NodeRegistrar>(
         if l.immutable {
             flags |= MEDIA_LNK_FL_IMMUTABLE;
         }
-        let source = PadRef {
-            entity: rt.ids[l.source.0],
-            index: l.source.1,
-        };
-        let sink = PadRef {
-            entity: rt.ids[l.sink.0],
-            index: l.sink.1,
-        };
         dev.graph_mut().add_link(source, sink, flags)?;
         if l.enabled {
             links.into.lock().insert(sink, source);
         }
     }
     for (i, e) in topo.entities.iter().enumerate() {
-        if e.block.is_video() || !e.node {
+        if !mine[i] || e.block.is_video() || !e.node {
             continue;
         }
         let Some(pads) = rt.pads[i].clone() else {
@@ -448,9 +504,20 @@ pub fn build<R: NodeRegistrar>(
     }
     // Video-centric nodes start with their pipeline configured for their default format.
     for (i, e) in topo.entities.iter().enumerate() {
-        if e.block == Block::Capture {
+        if mine[i] && e.block == Block::Capture {
             crate::capture::configure_default(&rt, i);
         }
     }
     Ok(rt)
+}
+
+/// A driver's remove on a shared media device: its entities (with their pads, links and
+/// interfaces) leave the graph, and its busy check goes. Its nodes are the caller's to
+/// unregister.
+pub fn unbuild(rt: &Runtime, dev: &MediaDevice) {
+    dev.remove_busy_check(rt.busy_key.load(std::sync::atomic::Ordering::SeqCst));
+    let mut g = dev.graph_mut();
+    for &id in rt.ids.iter().filter(|id| **id != 0) {
+        g.remove_entity(id);
+    }
 }

@@ -34,8 +34,14 @@
 //! | `scaler`  | sink, source   | `PROC_VIDEO_SCALER`       | sub-device      | bus codes passed             |
 //! | `capture` | sink           | `IO_V4L`                  | video (always)  | pixel formats (required)     |
 //! | `output`  | source         | `IO_V4L`                  | video (always)  | pixel formats (required)     |
+//! | `audio`   | sink           | `AUDIO_CAPTURE`           | ALSA interface  | none                         |
 //!
 //! `node = false` leaves a sub-device without a device node (as uvcvideo's units are).
+//!
+//! `driver = "NAME"` on an entity gives it to another driver than the device's: the media
+//! device is then shared, as the Media Device Allocator shares one between au0828 and
+//! snd-usb-audio. Each driver binds and unbinds on its own (`mcemu ctl unbind --driver`); the
+//! media device stays while any is bound.
 
 use std::collections::HashSet;
 
@@ -58,6 +64,9 @@ pub enum Block {
     Scaler,
     Capture,
     Output,
+    /// An audio function's entity (snd-usb-audio's PCM capture): no V4L2 node, an ALSA
+    /// interface instead.
+    Audio,
 }
 
 impl Block {
@@ -69,6 +78,7 @@ impl Block {
             Block::Scaler => "scaler",
             Block::Capture => "capture",
             Block::Output => "output",
+            Block::Audio => "audio",
         }
     }
 
@@ -81,7 +91,7 @@ impl Block {
         use PadDir::*;
         match self {
             Block::Sensor | Block::Output => vec![Source],
-            Block::Capture => vec![Sink],
+            Block::Capture | Block::Audio => vec![Sink],
             Block::Bridge | Block::Debayer | Block::Scaler => vec![Sink, Source],
         }
     }
@@ -94,6 +104,7 @@ impl Block {
             Block::Debayer => MEDIA_ENT_F_PROC_VIDEO_PIXEL_ENC_CONV,
             Block::Scaler => MEDIA_ENT_F_PROC_VIDEO_SCALER,
             Block::Capture | Block::Output => MEDIA_ENT_F_IO_V4L,
+            Block::Audio => MEDIA_ENT_F_AUDIO_CAPTURE,
         }
     }
 }
@@ -147,6 +158,7 @@ struct RawEntity {
     #[serde(default)]
     sizes: Vec<String>,
     frame_rate: Option<u32>,
+    driver: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +206,9 @@ pub struct Entity {
     pub sizes: Sizes,
     /// Frames per second (sensors).
     pub frame_rate: u32,
+    /// The driver that registers it: the device's `driver` unless the entity names another
+    /// (a media device shared by several drivers, as au0828 and snd-usb-audio share one).
+    pub driver: String,
 }
 
 /// A link between two pads: (entity index in [`Topology::entities`], pad index).
@@ -322,12 +337,14 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
         Block::Capture => sinks == 1 && sources == 0,
         Block::Output => sinks == 0 && sources == 1,
         Block::Bridge | Block::Debayer | Block::Scaler => sinks >= 1 && sources >= 1,
+        Block::Audio => !pads.is_empty(),
     };
     if !shape_ok || pads.len() > MAX_PADS {
         let want = match block {
             Block::Sensor => "source pads only",
             Block::Capture => "exactly one sink pad",
             Block::Output => "exactly one source pad",
+            Block::Audio => "at least one pad",
             _ => "at least one sink and one source pad",
         };
         return Err(invalid(
@@ -355,6 +372,15 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
             ))
         }
         (true, _) => true,
+        (false, _) if block == Block::Audio => {
+            if raw.node == Some(true) {
+                return Err(invalid(
+                    &what,
+                    "an audio entity has an ALSA interface, not a V4L2 node: node = true makes no sense",
+                ));
+            }
+            false
+        }
         (false, n) => n.unwrap_or(true),
     };
     let mut formats = Vec::new();
@@ -396,7 +422,7 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
             }
             Block::Debayer => formats = BAYER8.iter().filter_map(|c| bus_code(c)).collect(),
             Block::Scaler => formats = bus_code("RGB888_1X24").into_iter().collect(),
-            Block::Bridge => {}
+            Block::Bridge | Block::Audio => {}
         }
     }
     if block == Block::Debayer {
@@ -410,6 +436,16 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
                 format!("a debayer takes 8-bit Bayer codes; {f:?} is not one"),
             ));
         }
+    }
+    if block == Block::Audio && !raw.formats.is_empty() {
+        return Err(invalid(&what, "an audio entity takes no `formats`"));
+    }
+    let driver = raw.driver.clone().unwrap_or_default();
+    if driver.len() > 15 || driver.chars().any(char::is_control) {
+        return Err(invalid(
+            &what,
+            "driver: at most 15 bytes of printable text (media_device_info.driver)",
+        ));
     }
     let frame_rate = raw.frame_rate.unwrap_or(30);
     if !(1..=240).contains(&frame_rate) {
@@ -427,6 +463,7 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
         node,
         formats,
         frame_rate,
+        driver,
     })
 }
 
@@ -504,7 +541,10 @@ pub fn parse(text: &str) -> Result<Topology, Error> {
     let mut entities = Vec::new();
     let mut names = HashSet::new();
     for raw in raw.entity {
-        let e = entity(raw)?;
+        let mut e = entity(raw)?;
+        if e.driver.is_empty() {
+            e.driver = d.driver.clone();
+        }
         if !names.insert(e.name.clone()) {
             return Err(invalid(
                 format!("entity {:?}", e.name),
@@ -563,10 +603,28 @@ pub fn parse(text: &str) -> Result<Topology, Error> {
     })
 }
 
+impl Topology {
+    /// The drivers that register its entities, in the order they first appear (the device's
+    /// own first). More than one: a shared media device, one function per driver.
+    pub fn drivers(&self) -> Vec<String> {
+        let mut out = vec![self.device.driver.clone()];
+        for e in &self.entities {
+            if !out.contains(&e.driver) {
+                out.push(e.driver.clone());
+            }
+        }
+        if !self.entities.iter().any(|e| e.driver == self.device.driver) {
+            out.remove(0);
+        }
+        out
+    }
+}
+
 /// The presets shipped with mcemu: (name, TOML text).
 pub const PRESETS: &[(&str, &str)] = &[
     ("uvc-like", include_str!("../presets/uvc-like.toml")),
     ("vimc-like", include_str!("../presets/vimc-like.toml")),
+    ("usb-av-like", include_str!("../presets/usb-av-like.toml")),
 ];
 
 pub fn preset_names() -> Vec<&'static str> {
