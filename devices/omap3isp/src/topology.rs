@@ -337,7 +337,7 @@ pub fn build<R: NodeRegistrar>(
 
     // Links touching a started pipeline are EBUSY.
     let rt = Arc::downgrade(&b.registry);
-    dev.set_busy_check(Arc::new(move |e| rt.upgrade().is_some_and(|r| r.busy(e))));
+    dev.add_busy_check(Arc::new(move |e| rt.upgrade().is_some_and(|r| r.busy(e))));
 
     Ok(Isp {
         blocks: IspBlocks {
