@@ -8,6 +8,8 @@
 //! ← {"ok":true,"result":{"instance":0}}
 //! → {"cmd":"replug"}                  (a fresh instance replaces an unplugged one)
 //! ← {"ok":true,"result":{"replaced":0,"instance":1}}
+//! → {"cmd":"unbind","driver":"au0828"}  (one driver of a shared media device; also "bind")
+//! ← {"ok":true,"result":{"instance":0,"driver":"au0828","media_device":"kept"}}
 //! → {"cmd":"audit"}
 //! ← {"ok":true,"result":{"summary":"instances=2 registered=1 ...","instances":[...]}}
 //! ← {"ok":false,"error":"unknown command \"foo\""}
@@ -46,6 +48,9 @@ pub struct InstanceStatus {
     pub id: u32,
     /// "registered", "unplugged" (unplugged, memory not yet released) or "released".
     pub state: String,
+    /// A shared media device's drivers that are bound now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<String>,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -74,6 +79,16 @@ pub enum Request {
         instance: Option<u32>,
     },
     Replug {
+        #[serde(default)]
+        instance: Option<u32>,
+    },
+    Unbind {
+        driver: String,
+        #[serde(default)]
+        instance: Option<u32>,
+    },
+    Bind {
+        driver: String,
         #[serde(default)]
         instance: Option<u32>,
     },
@@ -142,6 +157,15 @@ pub trait Control: Send + Sync + 'static {
     fn status(&self) -> Status;
     fn unplug(&self, instance: Option<u32>) -> Result<serde_json::Value, String>;
     fn replug(&self, instance: Option<u32>) -> Result<serde_json::Value, String>;
+    /// Unbinds one driver of a shared media device (the Media Device Allocator's
+    /// `media_device_delete` at its remove).
+    fn unbind(&self, driver: &str, _instance: Option<u32>) -> Result<serde_json::Value, String> {
+        Err(format!("no shared media device has a driver {driver:?}"))
+    }
+    /// Binds it again (`media_device_usb_allocate` at its probe).
+    fn bind(&self, driver: &str, _instance: Option<u32>) -> Result<serde_json::Value, String> {
+        Err(format!("no shared media device has a driver {driver:?}"))
+    }
     fn audit(&self) -> serde_json::Value;
     fn arm(&self, node: &str, ioctl: &str, stage: &str) -> Result<serde_json::Value, String>;
     fn wait_hit(&self, timeout: f64) -> Result<serde_json::Value, String>;
@@ -164,6 +188,8 @@ pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
         },
         Ok(Request::Unplug { instance }) => Response::result(ctl.unplug(instance)),
         Ok(Request::Replug { instance }) => Response::result(ctl.replug(instance)),
+        Ok(Request::Unbind { driver, instance }) => Response::result(ctl.unbind(&driver, instance)),
+        Ok(Request::Bind { driver, instance }) => Response::result(ctl.bind(&driver, instance)),
         Ok(Request::Audit) => Response::result(Ok(ctl.audit())),
         Ok(Request::Break { node, ioctl, stage }) => Response::result(ctl.arm(&node, &ioctl, &stage)),
         Ok(Request::WaitHit { timeout }) => Response::result(ctl.wait_hit(timeout)),
@@ -171,11 +197,11 @@ pub fn handle_line(ctl: &dyn Control, line: &str) -> Response {
         Ok(Request::Inject(spec)) => Response::result(ctl.inject(&spec)),
         Err(e) => match v.get("cmd").and_then(|c| c.as_str()) {
             Some(
-                c @ ("status" | "unplug" | "replug" | "audit" | "break" | "wait_hit" | "continue"
-                | "inject"),
+                c @ ("status" | "unplug" | "replug" | "unbind" | "bind" | "audit" | "break"
+                | "wait_hit" | "continue" | "inject"),
             ) => Response::error(format!("bad arguments for {c:?}: {e}")),
             Some(c) => Response::error(format!(
-                "unknown command {c:?} (known: status, unplug, replug, audit, break, wait_hit, continue, inject)"
+                "unknown command {c:?} (known: status, unplug, replug, unbind, bind, audit, break, wait_hit, continue, inject)"
             )),
             None => Response::error("request has no \"cmd\" string"),
         },

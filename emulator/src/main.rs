@@ -110,6 +110,23 @@ enum CtlCommand {
         #[arg(long)]
         instance: Option<u32>,
     },
+    /// Unbind one driver of a shared media device (a topology whose entities name several
+    /// drivers, e.g. usb-av-like): its entities and nodes go; the media device stays while
+    /// another driver is bound and goes with the last (the Media Device Allocator's rule).
+    Unbind {
+        #[arg(long)]
+        driver: String,
+        #[arg(long)]
+        instance: Option<u32>,
+    },
+    /// Bind a driver of a shared media device again: into the media device if another driver
+    /// keeps it, else a fresh media device (a new instance).
+    Bind {
+        #[arg(long)]
+        driver: String,
+        #[arg(long)]
+        instance: Option<u32>,
+    },
     /// Live objects per kind and instance, what pins them, and the release log. With --summary,
     /// one line: instances= registered= unplugged= released= open_handles= live_objects= uaf_events=
     Audit {
@@ -247,6 +264,16 @@ fn main() {
             CtlCommand::Replug { instance } => {
                 control::simple_command(&control, &control::Request::Replug { instance }, false)
             }
+            CtlCommand::Unbind { driver, instance } => control::simple_command(
+                &control,
+                &control::Request::Unbind { driver, instance },
+                false,
+            ),
+            CtlCommand::Bind { driver, instance } => control::simple_command(
+                &control,
+                &control::Request::Bind { driver, instance },
+                false,
+            ),
             CtlCommand::Audit { summary } => {
                 control::simple_command(&control, &control::Request::Audit, summary)
             }

@@ -50,6 +50,14 @@ impl Model {
         }
     }
 
+    /// A topology whose entities several drivers register: one media device they share.
+    pub fn shared(&self) -> Option<&Arc<Topology>> {
+        match self {
+            Model::Topology { topo, .. } if topo.drivers().len() > 1 => Some(topo),
+            _ => None,
+        }
+    }
+
     pub fn media_device_info(&self, kernel_version: u32) -> MediaDeviceInfo {
         match self {
             Model::Board(b) => b.media_device_info(kernel_version),

@@ -119,6 +119,20 @@ struct NodeEntry {
     transport: Arc<DevCuse>,
     /// Not a pin: the node (and its media device reference) goes with its channel.
     node: std::sync::Weak<Node>,
+    /// The registered bit this node's calls check: the instance's, or (a shared media
+    /// device's V4L2 nodes) their driver's.
+    state: Arc<InstanceState>,
+    /// The driver of a shared media device that registered it.
+    driver: Option<String>,
+}
+
+/// One driver bound to a shared media device: its own registered bit (its nodes go at its
+/// unbind) and its entities.
+struct Function {
+    driver: String,
+    state: Arc<InstanceState>,
+    runtime: Arc<topology::device::Runtime>,
+    bound: bool,
 }
 
 /// One plugged-in device: its nodes, its media device (the driver's reference, dropped at
@@ -133,6 +147,8 @@ struct Instance {
     log: Arc<Mutex<Vec<String>>>,
     /// A replug has put a fresh instance in this one's place.
     replaced: bool,
+    /// A shared media device's drivers, bound and (for their records) unbound.
+    functions: Vec<Function>,
 }
 
 impl Instance {
@@ -228,6 +244,11 @@ impl Daemon {
 
     /// Probe: a fresh instance with its graph, nodes and media device.
     fn plug(&self) -> Result<u32, ServeError> {
+        self.plug_drivers(None)
+    }
+
+    /// [`Self::plug`]; for a shared media device, with only `driver` bound (None: all).
+    fn plug_drivers(&self, driver: Option<&str>) -> Result<u32, ServeError> {
         self.settle_released_nodes();
         self.forget_released();
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
@@ -237,10 +258,17 @@ impl Daemon {
             self.cfg.lifetime,
         ));
         let audit = Audit::new();
-        let media = MediaDevice::new(
-            self.cfg.model.media_device_info(self.kernel_version),
-            audit.clone(),
-        );
+        let drivers: Vec<String> = match (self.cfg.model.shared(), driver) {
+            (Some(_), Some(d)) => vec![d.to_string()],
+            (Some(t), None) => t.drivers(),
+            (None, _) => Vec::new(),
+        };
+        let mut info = self.cfg.model.media_device_info(self.kernel_version);
+        // The Media Device Allocator names the device after the driver that allocates it.
+        if let Some(first) = drivers.first() {
+            info.driver = first.clone();
+        }
+        let media = MediaDevice::new(info, audit.clone());
         let released = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         {
@@ -261,21 +289,30 @@ impl Daemon {
             log: log.clone(),
             nodes: Vec::new(),
             runtime: None,
+            driver: None,
         };
-        // Probe and notifier completion: video nodes, links, sensor, sub-device nodes...
-        let built = self
-            .cfg
-            .model
-            .build(self.kernel_version, &media, &mut reg)
-            .and_then(|_| {
-                // ...and the media node last.
-                media.register();
-                reg.node("media", "media", Handler::Media)
-            });
+        let mut functions = Vec::new();
+        // Probe and notifier completion: video nodes, links, sensor, sub-device nodes (each
+        // driver's, for a shared media device)...
+        let built = match self.cfg.model.shared() {
+            Some(topo) => drivers.iter().try_for_each(|d| {
+                functions.push(reg.bind_function(topo, d)?);
+                Ok(())
+            }),
+            None => self.cfg.model.build(self.kernel_version, &media, &mut reg),
+        }
+        .and_then(|_| {
+            // ...and the media node last.
+            media.register();
+            reg.node("media", "media", Handler::Media)
+        });
         let nodes = std::mem::take(&mut reg.nodes);
         if let Err(e) = built {
             // Registration failed half way: take down what exists.
             state.unplug();
+            for f in &functions {
+                f.state.unplug();
+            }
             for n in &nodes {
                 n.handle.unregister();
             }
@@ -298,6 +335,7 @@ impl Daemon {
             released,
             log,
             replaced: false,
+            functions,
         });
         Ok(id)
     }
@@ -305,7 +343,7 @@ impl Daemon {
     /// Unbind: new syscalls get the profile's errnos, nodes leave /dev, each node's channel
     /// closes at its last release, and the media device goes after the last reference.
     fn unplug(&self, id: Option<u32>) -> Result<u32, String> {
-        let (state, media, handles, log) = {
+        let (state, media, handles, log, fstates) = {
             let mut insts = self.instances.lock();
             let inst = match id {
                 Some(id) => insts
@@ -326,28 +364,43 @@ impl Daemon {
                 .iter()
                 .map(|n| (n.handle.clone(), n.node.clone()))
                 .collect();
+            let fstates: Vec<Arc<InstanceState>> = inst
+                .functions
+                .iter_mut()
+                .filter(|f| f.bound)
+                .map(|f| {
+                    f.bound = false;
+                    f.state.clone()
+                })
+                .collect();
             (
                 inst.state.clone(),
                 inst.media.take(),
                 handles,
                 inst.log.clone(),
+                fstates,
             )
         };
         let t0 = std::time::Instant::now();
         state.unplug();
+        for f in &fstates {
+            f.unplug();
+        }
         // Its names become free once its nodes are released.
         self.name_hints.lock().clear();
         if let Some(m) = &media {
             m.unregister();
         }
-        if self.cfg.errno_profile == ErrnoProfile::Strict
-            && !state.wait_idle(Duration::from_secs(10))
-        {
-            tracing::warn!(
-                instance = state.id,
-                calls = state.active_calls(),
-                "calls still in flight after 10 s"
-            );
+        for s in std::iter::once(&state).chain(&fstates) {
+            if self.cfg.errno_profile == ErrnoProfile::Strict
+                && !s.wait_idle(Duration::from_secs(10))
+            {
+                tracing::warn!(
+                    instance = s.id,
+                    calls = s.active_calls(),
+                    "calls still in flight after 10 s"
+                );
+            }
         }
         // Everything blocked wakes first (DQBUF answers, pollers poll again and see the
         // unplugged device); then the nodes leave /dev, which takes longer.
@@ -371,6 +424,216 @@ impl Daemon {
         // The driver's own reference goes last; open handles and live nodes keep it alive.
         drop(media);
         Ok(state.id)
+    }
+
+    /// One driver of a shared media device goes (`media_device_delete` at its remove): its
+    /// nodes get the unplugged errnos and leave /dev, its entities leave the graph; the media
+    /// device stays while another driver is bound, and goes with the last one.
+    fn unbind(&self, driver: &str, id: Option<u32>) -> Result<serde_json::Value, String> {
+        let (inst_id, fstate, runtime, handles, media, last, log) = {
+            let mut insts = self.instances.lock();
+            let has = |i: &Instance| i.functions.iter().any(|f| f.bound && f.driver == driver);
+            let inst = match id {
+                Some(id) => insts
+                    .iter_mut()
+                    .find(|i| i.id == id)
+                    .ok_or_else(|| format!("no instance {id}"))?,
+                None => insts
+                    .iter_mut()
+                    .rev()
+                    .find(|i| has(i))
+                    .ok_or_else(|| format!("no instance has a bound driver {driver:?}"))?,
+            };
+            let Some(f) = inst
+                .functions
+                .iter_mut()
+                .find(|f| f.bound && f.driver == driver)
+            else {
+                let bound: Vec<&str> = inst
+                    .functions
+                    .iter()
+                    .filter(|f| f.bound)
+                    .map(|f| f.driver.as_str())
+                    .collect();
+                return Err(format!(
+                    "instance {}: {driver:?} is not bound (bound: {})",
+                    inst.id,
+                    if bound.is_empty() {
+                        "none".to_string()
+                    } else {
+                        bound.join(", ")
+                    }
+                ));
+            };
+            f.bound = false;
+            let (fstate, runtime) = (f.state.clone(), f.runtime.clone());
+            let handles: Vec<(SessionHandle, std::sync::Weak<Node>)> = inst
+                .nodes
+                .iter()
+                .filter(|n| n.driver.as_deref() == Some(driver) && Arc::ptr_eq(&n.state, &fstate))
+                .map(|n| (n.handle.clone(), n.node.clone()))
+                .collect();
+            let last = !inst.functions.iter().any(|f| f.bound);
+            (
+                inst.id,
+                fstate,
+                runtime,
+                handles,
+                inst.media.clone(),
+                last,
+                inst.log.clone(),
+            )
+        };
+        fstate.unplug();
+        self.name_hints.lock().clear();
+        if self.cfg.errno_profile == ErrnoProfile::Strict
+            && !fstate.wait_idle(Duration::from_secs(10))
+        {
+            tracing::warn!(
+                instance = inst_id,
+                driver,
+                "calls still in flight after 10 s"
+            );
+        }
+        for (h, node) in &handles {
+            if let Some(n) = node.upgrade() {
+                n.unplugged();
+            }
+            h.wake_pollers();
+        }
+        for (h, _) in handles {
+            h.unregister();
+        }
+        if let Some(m) = &media {
+            topology::device::unbuild(&runtime, m);
+        }
+        drop(media);
+        log.lock()
+            .push(format!("{} {driver} unbound", self.stamp()));
+        tracing::info!(instance = inst_id, driver, last, "driver unbound");
+        // The allocator's last reference: the media device is unregistered and goes.
+        if last {
+            self.unplug(Some(inst_id))?;
+        }
+        Ok(serde_json::json!({
+            "instance": inst_id,
+            "driver": driver,
+            "media_device": if last { "deleted" } else { "kept" },
+        }))
+    }
+
+    /// A driver of a shared media device probes again (`media_device_usb_allocate`): into the
+    /// media device another driver keeps, or, once every driver had gone, a fresh one (a new
+    /// instance in the old one's place).
+    fn bind(&self, driver: &str, id: Option<u32>) -> Result<serde_json::Value, String> {
+        let topo =
+            self.cfg.model.shared().cloned().ok_or(
+                "this daemon serves no shared media device (a topology with several drivers)",
+            )?;
+        if !topo.drivers().iter().any(|d| d == driver) {
+            return Err(format!(
+                "no driver {driver:?} in the topology (drivers: {})",
+                topo.drivers().join(", ")
+            ));
+        }
+        let target = {
+            let mut insts = self.instances.lock();
+            let inst = match id {
+                Some(id) => insts
+                    .iter_mut()
+                    .find(|i| i.id == id)
+                    .ok_or_else(|| format!("no instance {id}"))?,
+                None => insts
+                    .iter_mut()
+                    .rev()
+                    .find(|i| !i.replaced)
+                    .ok_or("no instance to bind to")?,
+            };
+            if inst.functions.iter().any(|f| f.bound && f.driver == driver) {
+                return Err(format!("instance {}: {driver:?} is bound already", inst.id));
+            }
+            if inst.state.is_unplugged() {
+                if inst.replaced {
+                    return Err(format!("instance {} has been replaced already", inst.id));
+                }
+                inst.replaced = true;
+                Err(inst.id)
+            } else {
+                // Records of this driver's earlier binds whose nodes are all gone.
+                let gone: Vec<Arc<InstanceState>> = inst
+                    .functions
+                    .iter()
+                    .filter(|f| !f.bound && f.state.uaf_events().is_empty())
+                    .map(|f| f.state.clone())
+                    .collect();
+                inst.nodes.retain(|n| {
+                    !(n.handle.is_closed() && gone.iter().any(|g| Arc::ptr_eq(g, &n.state)))
+                });
+                inst.functions.retain(|f| {
+                    f.bound
+                        || !f.state.uaf_events().is_empty()
+                        || inst.nodes.iter().any(|n| Arc::ptr_eq(&n.state, &f.state))
+                });
+                Ok((
+                    inst.id,
+                    inst.media.clone().ok_or("the media device is gone")?,
+                    inst.state.clone(),
+                    inst.log.clone(),
+                ))
+            }
+        };
+        match target {
+            // Every driver had gone: a fresh media device with this one.
+            Err(old) => match self.plug_drivers(Some(driver)) {
+                Ok(new) => Ok(serde_json::json!({
+                    "replaced": old,
+                    "instance": new,
+                    "driver": driver,
+                    "media_device": "allocated",
+                })),
+                Err(e) => {
+                    if let Some(i) = self.instances.lock().iter_mut().find(|i| i.id == old) {
+                        i.replaced = false;
+                    }
+                    Err(crate::error_chain(&e))
+                }
+            },
+            Ok((inst_id, media, state, log)) => {
+                self.settle_released_nodes();
+                let mut reg = Registrar {
+                    daemon: self,
+                    dev: media,
+                    state,
+                    log: log.clone(),
+                    nodes: Vec::new(),
+                    runtime: None,
+                    driver: None,
+                };
+                let f = reg.bind_function(&topo, driver);
+                let nodes = std::mem::take(&mut reg.nodes);
+                let f = match f {
+                    Ok(f) => f,
+                    Err(e) => {
+                        for n in &nodes {
+                            n.handle.unregister();
+                        }
+                        return Err(crate::error_chain(&e));
+                    }
+                };
+                log.lock().push(format!("{} {driver} bound", self.stamp()));
+                tracing::info!(instance = inst_id, driver, "driver bound");
+                let mut insts = self.instances.lock();
+                if let Some(i) = insts.iter_mut().find(|i| i.id == inst_id) {
+                    i.nodes.extend(nodes);
+                    i.functions.push(f);
+                }
+                Ok(serde_json::json!({
+                    "instance": inst_id,
+                    "driver": driver,
+                    "media_device": "kept",
+                }))
+            }
+        }
     }
 
     fn replug(&self, id: Option<u32>) -> Result<(Option<u32>, u32), String> {
@@ -453,6 +716,12 @@ impl Control for Daemon {
             .map(|i| InstanceStatus {
                 id: i.id,
                 state: i.state_name().into(),
+                drivers: i
+                    .functions
+                    .iter()
+                    .filter(|f| f.bound)
+                    .map(|f| f.driver.clone())
+                    .collect(),
                 nodes: i
                     .nodes
                     .iter()
@@ -462,7 +731,7 @@ impl Control for Daemon {
                             name: n.name.clone(),
                             path: self.cfg.dev_root.join(&n.name).display().to_string(),
                             kind: n.kind.into(),
-                            registered: !i.state.is_unplugged()
+                            registered: !n.state.is_unplugged()
                                 && !n.handle.is_closed()
                                 && devt.is_some(),
                             major: devt.map(|d| d.0),
@@ -477,9 +746,15 @@ impl Control for Daemon {
             board: self.cfg.model.name(),
             lifetime: self.cfg.lifetime.name().into(),
             errno_profile: self.cfg.errno_profile.name().into(),
-            ready: instances
-                .last()
-                .is_some_and(|i| !i.nodes.is_empty() && i.nodes.iter().all(|n| n.registered)),
+            // The newest instance's nodes (those of unbound drivers aside) are registered.
+            ready: insts.last().is_some_and(|i| {
+                let live: Vec<&NodeEntry> =
+                    i.nodes.iter().filter(|n| !n.state.is_unplugged()).collect();
+                !live.is_empty()
+                    && live
+                        .iter()
+                        .all(|n| !n.handle.is_closed() && n.transport.devt().is_some())
+            }),
             instances,
             breakpoints: self.breakpoints.describe(),
             clients: self.limits.describe(),
@@ -494,6 +769,14 @@ impl Control for Daemon {
     fn replug(&self, instance: Option<u32>) -> Result<serde_json::Value, String> {
         self.replug(instance)
             .map(|(old, new)| serde_json::json!({ "replaced": old, "instance": new }))
+    }
+
+    fn unbind(&self, driver: &str, instance: Option<u32>) -> Result<serde_json::Value, String> {
+        Daemon::unbind(self, driver, instance)
+    }
+
+    fn bind(&self, driver: &str, instance: Option<u32>) -> Result<serde_json::Value, String> {
+        Daemon::bind(self, driver, instance)
     }
 
     fn arm(&self, node: &str, ioctl: &str, stage: &str) -> Result<serde_json::Value, String> {
@@ -572,7 +855,10 @@ impl Control for Daemon {
                     .filter(|n| !n.handle.is_closed())
                     .map(|n| serde_json::json!({ "node": n.name, "open_handles": n.handle.open_handles() }))
                     .collect();
-                let uaf = i.state.uaf_events();
+                let mut uaf = i.state.uaf_events();
+                for f in &i.functions {
+                    uaf.extend(f.state.uaf_events());
+                }
                 uaf_total += uaf.len();
                 serde_json::json!({
                     "id": i.id,
@@ -683,9 +969,44 @@ struct Registrar<'a> {
     log: Arc<Mutex<Vec<String>>>,
     nodes: Vec<NodeEntry>,
     runtime: Option<Arc<omap3isp::pipeline::Runtime>>,
+    /// The shared media device's driver whose nodes are being registered.
+    driver: Option<String>,
 }
 
 impl Registrar<'_> {
+    /// A driver's probe on a shared media device: its own registered bit, its entities and
+    /// nodes.
+    fn bind_function(
+        &mut self,
+        topo: &topology::Topology,
+        driver: &str,
+    ) -> Result<Function, ServeError> {
+        let instance = self.state.clone();
+        let fstate = Arc::new(InstanceState::new(
+            instance.id,
+            instance.profile,
+            instance.lifetime,
+        ));
+        self.state = fstate.clone();
+        self.driver = Some(driver.to_string());
+        let dev = self.dev.clone();
+        let built = topology::device::build_function(
+            topo,
+            Some(driver),
+            self.daemon.kernel_version,
+            &dev,
+            self,
+        );
+        self.state = instance;
+        self.driver = None;
+        Ok(Function {
+            driver: driver.to_string(),
+            state: fstate,
+            runtime: built?,
+            bound: true,
+        })
+    }
+
     fn node(
         &mut self,
         prefix: &'static str,
@@ -726,6 +1047,8 @@ impl Registrar<'_> {
             handle: session.handle(),
             transport,
             node: weak,
+            state: self.state.clone(),
+            driver: self.driver.clone(),
         });
         let threads = self.daemon.cfg.threads;
         let (log, t0) = (self.log.clone(), self.daemon.started);

@@ -5,7 +5,7 @@ dir=$(dirname "$0")
 rc=0
 total_p=0
 total_f=0
-for suite in cuse mcemu streaming hotplug lifetime security robustness hostile instances topology; do
+for suite in cuse mcemu streaming hotplug lifetime security robustness hostile instances topology allocator; do
   echo "== suite: $suite"
   sh "$dir/$suite.sh" > "/tmp/suite-$suite.log" 2>&1
   src=$?

@@ -264,24 +264,6 @@ impl Graph {
         true
     }
 
-    /// `media_create_intf_link` for an interface without a device node of ours (an ALSA
-    /// device's, say): the interface, then its link to `entity`.
-    pub fn add_interface(
-        &mut self,
-        entity: u32,
-        intf_type: u32,
-        major: u32,
-        minor: u32,
-    ) -> Result<u32, Errno> {
-        let devnode = self.entity(entity).ok_or(Errno::EINVAL)?.devnode;
-        let id = self.add_devnode_interface(entity, intf_type, major, minor)?;
-        // Only a device node of the entity's own is its `info.dev`.
-        if let Some(e) = self.entities.iter_mut().find(|e| e.id == entity) {
-            e.devnode = devnode;
-        }
-        Ok(id)
-    }
-
     /// `media_create_pad_link`: the link, then its backlink.
     pub fn add_link(&mut self, source: PadRef, sink: PadRef, flags: u32) -> Result<u32, Errno> {
         let src_ok = self

@@ -340,9 +340,6 @@ pub fn build<R: NodeRegistrar>(
     build_function(topo, None, kernel_version, dev, reg)
 }
 
-/// ALSA's character major: the audio entities' interfaces carry it.
-const ALSA_MAJOR: u32 = 116;
-
 /// One driver's probe on a shared media device (all entities with `driver` None): its
 /// entities, their nodes, and every link of the topology whose other end is already in the
 /// graph (another driver's entity found by name, as au0828 links to the audio entities it
@@ -431,19 +428,9 @@ pub fn build_function<R: NodeRegistrar>(
         }))
     };
     rt.busy_key.store(key, std::sync::atomic::Ordering::SeqCst);
-    let mut alsa_minor = 0;
     for (i, e) in topo.entities.iter().enumerate() {
         if !mine[i] {
             continue;
-        }
-        if e.block == Block::Audio {
-            alsa_minor += 1;
-            dev.graph_mut().add_interface(
-                rt.ids[i],
-                MEDIA_INTF_T_ALSA_PCM_CAPTURE,
-                ALSA_MAJOR,
-                alsa_minor,
-            )?;
         }
         if e.block.is_video() {
             let node = VideoNode::new(rt.clone(), i);

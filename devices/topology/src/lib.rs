@@ -34,7 +34,7 @@
 //! | `scaler`  | sink, source   | `PROC_VIDEO_SCALER`       | sub-device      | bus codes passed             |
 //! | `capture` | sink           | `IO_V4L`                  | video (always)  | pixel formats (required)     |
 //! | `output`  | source         | `IO_V4L`                  | video (always)  | pixel formats (required)     |
-//! | `audio`   | sink           | `AUDIO_CAPTURE`           | ALSA interface  | none                         |
+//! | `audio`   | sink           | `AUDIO_CAPTURE`           | none            | none                         |
 //!
 //! `node = false` leaves a sub-device without a device node (as uvcvideo's units are).
 //!
@@ -64,8 +64,9 @@ pub enum Block {
     Scaler,
     Capture,
     Output,
-    /// An audio function's entity (snd-usb-audio's PCM capture): no V4L2 node, an ALSA
-    /// interface instead.
+    /// An audio function's entity (snd-usb-audio's PCM capture): no V4L2 node. (Its ALSA
+    /// interface is left out: CUSE cannot create ALSA nodes, and an interface whose device
+    /// node does not exist fails v4l2-compliance.)
     Audio,
 }
 
@@ -376,7 +377,7 @@ fn entity(raw: RawEntity) -> Result<Entity, Error> {
             if raw.node == Some(true) {
                 return Err(invalid(
                     &what,
-                    "an audio entity has an ALSA interface, not a V4L2 node: node = true makes no sense",
+                    "an audio entity has no V4L2 node: node = true makes no sense",
                 ));
             }
             false

@@ -8,6 +8,9 @@
 //!   hotplug-client streaming PROFILE               unplug while streaming, with DQBUF and poll blocked
 //!   hotplug-client streamon-race                   unplug while STREAMON is parked at stage "mid"
 //!   hotplug-client mmap-unplug                     unplug with MMAP buffers mapped (LD_PRELOAD the shim)
+//!   hotplug-client allocator LIFETIME              a shared media device (usb-av-like): the kernel's
+//!                                                  media_dev_allocator.sh procedure, both orders,
+//!                                                  with handles held across the unbinds
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -880,6 +883,147 @@ fn stress(cycles: u32, threads: u32, r: &mut Report) {
     audit_settles(cycles + 1, r);
 }
 
+/// The shared media device's driver name and entity count, or None once /dev/media0 is gone.
+fn shared_media() -> Option<(String, usize)> {
+    if !std::path::Path::new("/dev/media0").exists() {
+        return None;
+    }
+    let fd = open("/dev/media0").ok()?;
+    let mut info = ioctl_abi::media::media_device_info::zeroed();
+    vioctl(&fd, ioctl_abi::media::MEDIA_IOC_DEVICE_INFO, &mut info).ok()?;
+    let out = std::process::Command::new("media-ctl")
+        .args(["-d", "/dev/media0", "-p"])
+        .output()
+        .ok()?;
+    let entities = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("- entity"))
+        .count();
+    Some((ioctl_abi::cstr(&info.driver).to_string(), entities))
+}
+
+/// The kernel's media_dev_allocator.sh against usb-av-like (au0828 video, snd-usb-audio
+/// audio sharing /dev/media0), then the reverse order; a media handle and a video handle are
+/// held across the unbinds. `lifetime` decides the use-after-free events expected.
+fn allocator(lifetime: &str, r: &mut Report) {
+    const V: &str = "au0828";
+    const A: &str = "snd-usb-audio";
+    let step =
+        |r: &mut Report, what: &str, verb: &str, driver: &str, want: Option<(&str, usize)>| {
+            let done = ctl_ok(&[verb, "--driver", driver]);
+            let res = done.and_then(|_| {
+                let ok = || match (shared_media(), want) {
+                    (None, None) => true,
+                    (Some((d, n)), Some((wd, wn))) => d == wd && n == wn,
+                    _ => false,
+                };
+                wait_for(ok, "the media device as expected")
+                    .map_err(|e| format!("{e}: have {:?}, want {want:?}", shared_media()))
+            });
+            r.check(
+                &format!(
+                    "{lifetime}: {what}: {verb} {driver}: {}",
+                    match want {
+                        None => "media device deleted".to_string(),
+                        Some((d, n)) => format!("media device present ({d}, {n} entities)"),
+                    }
+                ),
+                res,
+            );
+        };
+    r.check(
+        &format!("{lifetime}: both drivers bound: au0828's media device, 4 entities"),
+        expect(shared_media() == Some((V.into(), 4)), || {
+            format!("{:?}", shared_media())
+        }),
+    );
+    let media = open("/dev/media0").expect("open /dev/media0");
+    let video = open("/dev/video0").expect("open /dev/video0");
+    // Test unbind both devices.
+    step(r, "unbind both", "unbind", V, Some((V, 1)));
+    r.check(
+        &format!("{lifetime}: the video handle of the unbound driver gets ENODEV"),
+        expect(probe(&video, "/dev/video0") == Err(Errno::ENODEV), || {
+            format!("{:?}", probe(&video, "/dev/video0"))
+        }),
+    );
+    r.check(
+        &format!("{lifetime}: the media handle still works while audio is bound"),
+        probe(&media, "/dev/media0").map_err(|e| e.to_string()),
+    );
+    step(r, "unbind both", "unbind", A, None);
+    r.check(
+        &format!("{lifetime}: the held media handle gets EIO after the last unbind"),
+        expect(probe(&media, "/dev/media0") == Err(Errno::EIO), || {
+            format!("{:?}", probe(&media, "/dev/media0"))
+        }),
+    );
+    drop(video);
+    drop(media);
+    // devm: the media device is freed at the last unbind, so the stale media ioctl, its close
+    // and the video handle's close all touch freed memory.
+    let want_uaf = if lifetime == "devm" { 3 } else { 0 };
+    r.check(
+        &format!(
+            "{lifetime}: the deleted media device is released; {want_uaf} use-after-free event(s)"
+        ),
+        wait_for(
+            || {
+                let s = summary();
+                field(&s, "released") == 1 && field(&s, "uaf_events") == want_uaf
+            },
+            "the release",
+        )
+        .map_err(|e| format!("{e}: {}", summary())),
+    );
+    // Test bind both devices.
+    step(r, "bind both", "bind", V, Some((V, 3)));
+    step(r, "bind both", "bind", A, Some((V, 4)));
+    // Unbind and bind each in turn: the media device is there throughout.
+    step(r, "one at a time", "unbind", V, Some((V, 1)));
+    step(r, "one at a time", "bind", V, Some((V, 4)));
+    step(r, "one at a time", "unbind", A, Some((V, 3)));
+    step(r, "one at a time", "bind", A, Some((V, 4)));
+    // The other order: audio goes first, then comes first, and names the new device.
+    step(r, "reverse order", "unbind", A, Some((V, 3)));
+    step(r, "reverse order", "unbind", V, None);
+    step(r, "reverse order", "bind", A, Some((A, 1)));
+    step(r, "reverse order", "bind", V, Some((A, 4)));
+    r.check(
+        &format!("{lifetime}: binding a bound driver is refused"),
+        expect(ctl_ok(&["bind", "--driver", V]).is_err(), String::new),
+    );
+    r.check(
+        &format!("{lifetime}: unbinding an unknown driver is refused"),
+        expect(
+            ctl_ok(&["unbind", "--driver", "nope"]).is_err(),
+            String::new,
+        ),
+    );
+    // The video function streams in the rebuilt graph.
+    r.check(
+        &format!("{lifetime}: v4l2-ctl streams 5 frames from the rebound video driver"),
+        (|| {
+            let out = std::process::Command::new("v4l2-ctl")
+                .args([
+                    "-d",
+                    "/dev/video0",
+                    "--stream-user",
+                    "--stream-count=5",
+                    "--stream-to=/tmp/av.raw",
+                ])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let len = std::fs::metadata("/tmp/av.raw")
+                .map(|m| m.len())
+                .unwrap_or(0);
+            expect(out.status.success() && len == 5 * 720 * 480 * 2, || {
+                format!("exit {:?}, {len} bytes", out.status.code())
+            })
+        })(),
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut r = Report::default();
@@ -898,6 +1042,10 @@ fn main() {
         ),
         Some("streamon-race") => streamon_race(&mut r),
         Some("mmap-unplug") => mmap_unplug(&mut r),
+        Some("allocator") => allocator(
+            args.get(1).map(String::as_str).unwrap_or("refcount"),
+            &mut r,
+        ),
         Some("stale") => {
             // Open PATH, unplug, use the stale handle once, close it: prints the errno.
             let path = args.get(1).cloned().unwrap_or_else(|| "/dev/media0".into());

@@ -1,0 +1,33 @@
+#!/bin/sh
+# VM suite: a media device shared by two drivers (the usb-av-like topology: au0828-like video,
+# snd-usb-audio-like audio) with the Media Device Allocator's rules: the kernel selftest
+# media_dev_allocator.sh's unbind/bind procedure in both orders, under every lifetime model.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+start() { mcemu serve "$@" 2>/tmp/serve.log & SERVE=$!; mcemu ctl status --wait 30 >/dev/null; }
+stop() { kill -TERM "$SERVE" 2>/dev/null; wait "$SERVE"; }
+
+start --topology usb-av-like
+v4l2-compliance -m /dev/media0 > /tmp/compliance-av.txt 2>&1
+line=$(grep "^Grand Total for au0828 device /dev/media0:" /tmp/compliance-av.txt)
+case "$line" in
+  *", Failed: 0, "*) ok "usb-av-like: v4l2-compliance passes every node ($line)" ;;
+  *) not_ok "usb-av-like: v4l2-compliance passes every node" "$line
+$(grep -B3 ': FAIL' /tmp/compliance-av.txt | head -40)" ;;
+esac
+media-ctl -p > /tmp/av-p.txt 2>&1
+contains "usb-av-like: the audio entity is linked from the decoder across drivers" /tmp/av-p.txt '-> "USB Audio":0 [ENABLED]'
+mcemu ctl status > /tmp/av-status.json
+contains "usb-av-like: ctl status lists both bound drivers" /tmp/av-status.json '"snd-usb-audio"'
+stop
+
+for lt in refcount devm registered-bit; do
+  start --topology usb-av-like --lifetime $lt
+  hotplug-client allocator $lt > /tmp/allocator-$lt.log 2>&1
+  fold_results "allocator" /tmp/allocator-$lt.log
+  stop
+  check "$lt: the daemon exits cleanly" test $? -eq 0
+done
+
+finish
