@@ -46,6 +46,9 @@ pub struct NodeStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InstanceStatus {
     pub id: u32,
+    /// The board or topology it is.
+    #[serde(default)]
+    pub model: String,
     /// "registered", "unplugged" (unplugged, memory not yet released) or "released".
     pub state: String,
     /// A shared media device's drivers that are bound now.

@@ -26,9 +26,10 @@ enum Command {
         #[arg(long, default_value = "beagleboard-xm", value_parser = parse_board)]
         board: omap3isp::Board,
         /// Serve a declarative topology instead of an omap3isp board: a preset (uvc-like,
-        /// vimc-like) or a TOML file (format: devices/topology/src/lib.rs, README "Topologies").
+        /// vimc-like, usb-av-like) or a TOML file (README "Topologies"). Repeat it for several
+        /// devices in one daemon; --instances plugs that many of each.
         #[arg(long, value_name = "NAME|FILE", conflicts_with = "board")]
-        topology: Option<String>,
+        topology: Vec<String>,
         /// Control socket path.
         #[arg(long, default_value = control::DEFAULT_SOCKET)]
         control: PathBuf,
@@ -55,8 +56,9 @@ enum Command {
         /// PATH/bus/platform/drivers/omap3isp/{bind,unbind} accept "480bc000.isp".
         #[arg(long, value_name = "PATH")]
         bus_root: Option<PathBuf>,
-        /// Plug in this many instances of the board at start (each with its own media device
-        /// and nodes; unplugged and replugged one at a time with `ctl unplug/replug --instance`).
+        /// Plug in this many instances of the board (of each --topology) at start, each with its
+        /// own media device and nodes; unplugged and replugged one at a time with
+        /// `ctl unplug/replug --instance`.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         instances: u32,
         /// Owner of the device nodes (user name or uid).
@@ -221,18 +223,21 @@ fn main() {
                         break 'serve 2;
                     }
                 };
-            let model = match topology {
-                None => mcemu::model::Model::Board(board),
-                Some(t) => match mcemu::model::Model::topology(&t) {
-                    Ok(m) => m,
+            let mut models = Vec::new();
+            for t in &topology {
+                match mcemu::model::Model::topology(t) {
+                    Ok(m) => models.push(m),
                     Err(e) => {
                         eprintln!("mcemu: --topology: {e}");
                         break 'serve 2;
                     }
-                },
-            };
+                }
+            }
+            if models.is_empty() {
+                models.push(mcemu::model::Model::Board(board));
+            }
             let cfg = serve::ServeConfig {
-                model,
+                models,
                 control,
                 major,
                 threads: threads.into(),

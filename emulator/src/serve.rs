@@ -20,8 +20,8 @@ use crate::nodes::{Handler, Node};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// What each instance is: a board or a topology.
-    pub model: crate::model::Model,
+    /// What the instances are: a board, or one or more topologies (`--instances` of each).
+    pub models: Vec<crate::model::Model>,
     pub control: PathBuf,
     /// None: pick a free local/experimental major; Some(0): a dynamic major per node.
     pub major: Option<u32>,
@@ -149,6 +149,8 @@ struct Instance {
     replaced: bool,
     /// A shared media device's drivers, bound and (for their records) unbound.
     functions: Vec<Function>,
+    /// Which of the daemon's models it is (an index into `ServeConfig::models`).
+    model: usize,
 }
 
 impl Instance {
@@ -242,13 +244,10 @@ impl Daemon {
         });
     }
 
-    /// Probe: a fresh instance with its graph, nodes and media device.
-    fn plug(&self) -> Result<u32, ServeError> {
-        self.plug_drivers(None)
-    }
-
-    /// [`Self::plug`]; for a shared media device, with only `driver` bound (None: all).
-    fn plug_drivers(&self, driver: Option<&str>) -> Result<u32, ServeError> {
+    /// Probe: a fresh instance of model `model` with its graph, nodes and media device; for a
+    /// shared media device, with only `driver` bound (None: all its drivers).
+    fn plug(&self, model_index: usize, driver: Option<&str>) -> Result<u32, ServeError> {
+        let model = &self.cfg.models[model_index];
         self.settle_released_nodes();
         self.forget_released();
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
@@ -258,12 +257,12 @@ impl Daemon {
             self.cfg.lifetime,
         ));
         let audit = Audit::new();
-        let drivers: Vec<String> = match (self.cfg.model.shared(), driver) {
+        let drivers: Vec<String> = match (model.shared(), driver) {
             (Some(_), Some(d)) => vec![d.to_string()],
             (Some(t), None) => t.drivers(),
             (None, _) => Vec::new(),
         };
-        let mut info = self.cfg.model.media_device_info(self.kernel_version);
+        let mut info = model.media_device_info(self.kernel_version);
         // The Media Device Allocator names the device after the driver that allocates it.
         if let Some(first) = drivers.first() {
             info.driver = first.clone();
@@ -294,12 +293,12 @@ impl Daemon {
         let mut functions = Vec::new();
         // Probe and notifier completion: video nodes, links, sensor, sub-device nodes (each
         // driver's, for a shared media device)...
-        let built = match self.cfg.model.shared() {
+        let built = match model.shared() {
             Some(topo) => drivers.iter().try_for_each(|d| {
                 functions.push(reg.bind_function(topo, d)?);
                 Ok(())
             }),
-            None => self.cfg.model.build(self.kernel_version, &media, &mut reg),
+            None => model.build(self.kernel_version, &media, &mut reg),
         }
         .and_then(|_| {
             // ...and the media node last.
@@ -322,7 +321,7 @@ impl Daemon {
             .push(format!("{} registered {} nodes", self.stamp(), nodes.len()));
         tracing::info!(
             instance = id,
-            model = %self.cfg.model.name(),
+            model = %model.name(),
             nodes = nodes.len(),
             "registered"
         );
@@ -336,6 +335,7 @@ impl Daemon {
             log,
             replaced: false,
             functions,
+            model: model_index,
         });
         Ok(id)
     }
@@ -526,14 +526,15 @@ impl Daemon {
     /// media device another driver keeps, or, once every driver had gone, a fresh one (a new
     /// instance in the old one's place).
     fn bind(&self, driver: &str, id: Option<u32>) -> Result<serde_json::Value, String> {
-        let topo =
-            self.cfg.model.shared().cloned().ok_or(
-                "this daemon serves no shared media device (a topology with several drivers)",
-            )?;
-        if !topo.drivers().iter().any(|d| d == driver) {
+        // The shared topology that has this driver.
+        let has_driver = |m: usize| {
+            self.cfg.models[m]
+                .shared()
+                .is_some_and(|t| t.drivers().iter().any(|d| d == driver))
+        };
+        if !(0..self.cfg.models.len()).any(has_driver) {
             return Err(format!(
-                "no driver {driver:?} in the topology (drivers: {})",
-                topo.drivers().join(", ")
+                "no shared media device (a topology with several drivers) has a driver {driver:?}"
             ));
         }
         let target = {
@@ -542,13 +543,15 @@ impl Daemon {
                 Some(id) => insts
                     .iter_mut()
                     .find(|i| i.id == id)
-                    .ok_or_else(|| format!("no instance {id}"))?,
+                    .filter(|i| has_driver(i.model))
+                    .ok_or_else(|| format!("no instance {id} with a driver {driver:?}"))?,
                 None => insts
                     .iter_mut()
                     .rev()
-                    .find(|i| !i.replaced)
+                    .find(|i| !i.replaced && has_driver(i.model))
                     .ok_or("no instance to bind to")?,
             };
+            let model = inst.model;
             if inst.functions.iter().any(|f| f.bound && f.driver == driver) {
                 return Err(format!("instance {}: {driver:?} is bound already", inst.id));
             }
@@ -557,7 +560,7 @@ impl Daemon {
                     return Err(format!("instance {} has been replaced already", inst.id));
                 }
                 inst.replaced = true;
-                Err(inst.id)
+                Err((inst.id, model))
             } else {
                 // Records of this driver's earlier binds whose nodes are all gone.
                 let gone: Vec<Arc<InstanceState>> = inst
@@ -579,12 +582,13 @@ impl Daemon {
                     inst.media.clone().ok_or("the media device is gone")?,
                     inst.state.clone(),
                     inst.log.clone(),
+                    model,
                 ))
             }
         };
         match target {
             // Every driver had gone: a fresh media device with this one.
-            Err(old) => match self.plug_drivers(Some(driver)) {
+            Err((old, model)) => match self.plug(model, Some(driver)) {
                 Ok(new) => Ok(serde_json::json!({
                     "replaced": old,
                     "instance": new,
@@ -598,7 +602,11 @@ impl Daemon {
                     Err(crate::error_chain(&e))
                 }
             },
-            Ok((inst_id, media, state, log)) => {
+            Ok((inst_id, media, state, log, model)) => {
+                let topo = self.cfg.models[model]
+                    .shared()
+                    .cloned()
+                    .ok_or("not a shared media device")?;
                 self.settle_released_nodes();
                 let mut reg = Registrar {
                     daemon: self,
@@ -663,9 +671,10 @@ impl Daemon {
                     .ok_or("an instance is still registered: unplug it first")?,
             };
             i.replaced = true;
-            i.id
+            (i.id, i.model)
         };
-        match self.plug() {
+        let (replaced, model) = replaced;
+        match self.plug(model, None) {
             Ok(new) => Ok((Some(replaced), new)),
             Err(e) => {
                 if let Some(i) = self.instances.lock().iter_mut().find(|i| i.id == replaced) {
@@ -715,6 +724,7 @@ impl Control for Daemon {
             .iter()
             .map(|i| InstanceStatus {
                 id: i.id,
+                model: self.cfg.models[i.model].name(),
                 state: i.state_name().into(),
                 drivers: i
                     .functions
@@ -743,7 +753,13 @@ impl Control for Daemon {
             })
             .collect();
         Status {
-            board: self.cfg.model.name(),
+            board: self
+                .cfg
+                .models
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(", "),
             lifetime: self.cfg.lifetime.name().into(),
             errno_profile: self.cfg.errno_profile.name().into(),
             // The newest instance's nodes (those of unbound drivers aside) are registered.
@@ -1185,7 +1201,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     sigs.add(Signal::SIGTERM);
     let _ = sigs.thread_block();
 
-    raise_fd_limit(cfg.instances);
+    raise_fd_limit(cfg.instances.saturating_mul(cfg.models.len() as u32));
     cuse::shm::tune_for_long_running();
     if !ensure_cuse_loaded() {
         return Err(ServeError::NoCuse);
@@ -1214,7 +1230,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         me: me.clone(),
     });
     for _ in 0..cfg.instances.max(1) {
-        daemon.plug()?;
+        for m in 0..cfg.models.len() {
+            daemon.plug(m, None)?;
+        }
     }
     crate::control::serve(&cfg.control, daemon.clone())?;
     // MMAP buffers go to the preload shim through a socket next to the control socket.

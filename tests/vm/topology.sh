@@ -163,4 +163,21 @@ n=0; for m in 0 1 2 3; do media-ctl -d /dev/media$m -p 2>/dev/null | grep -q "VI
 check "4 vimc-like instances: each media device answers media-ctl -p" test "$n" -eq 4
 stop
 
+# --- several topology files in one daemon ------------------------------------------------------
+start --topology uvc-like --topology vimc-like --topology usb-av-like
+models=$(for m in 0 1 2; do media-ctl -d /dev/media$m -p 2>/dev/null | sed -n 's/^model *//p'; done | tr '\n' ';')
+check "three topologies: media0..2 are the USB camera, vimc and the USB TV" test "$models" = "mcemu USB Camera;VIMC MDEV;mcemu USB TV;"
+check "three topologies: unplug the vimc-like instance" mcemu ctl unplug --instance 1
+check "... and replug it" mcemu ctl replug --instance 1
+mcemu ctl status > /tmp/mixed.json
+contains "... the replugged instance is vimc-like again" /tmp/mixed.json '"model": "topology vimc-like"'
+eventually "... and its media device answers media-ctl -p" sh -c "media-ctl -d /dev/media1 -p | grep -q 'VIMC MDEV'"
+check "three topologies: unbind au0828 on the shared one" mcemu ctl unbind --driver au0828
+check "... its media device stays, with the audio entity alone" sh -c "media-ctl -d /dev/media2 -p | grep -c '^- entity' | grep -qx 1"
+mcemu ctl unbind --driver au0828 > /tmp/unbind2.txt 2>&1
+contains "... unbinding it again is refused with a message" /tmp/unbind2.txt "no instance has a bound driver"
+mcemu ctl bind --driver uvcvideo > /tmp/bind-uvc.txt 2>&1
+contains "... bind of a driver no shared device has is refused" /tmp/bind-uvc.txt "no shared media device"
+stop
+
 finish
