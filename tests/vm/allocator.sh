@@ -20,6 +20,13 @@ media-ctl -p > /tmp/av-p.txt 2>&1
 contains "usb-av-like: the audio entity is linked from the decoder across drivers" /tmp/av-p.txt '-> "USB Audio":0 [ENABLED]'
 mcemu ctl status > /tmp/av-status.json
 contains "usb-av-like: ctl status lists both bound drivers" /tmp/av-status.json '"snd-usb-audio"'
+# The whole device unplugged (both drivers at once) and replugged: both drivers bound again.
+check "usb-av-like: ctl unplug takes both drivers" mcemu ctl unplug
+eventually "usb-av-like: /dev/media0 leaves" sh -c '! test -e /dev/media0'
+check "usb-av-like: ctl replug" mcemu ctl replug
+eventually "usb-av-like: the replugged device has both drivers' 4 entities" sh -c "media-ctl -p | grep -c '^- entity' | grep -qx 4"
+eventually "usb-av-like: the old instance is released, nothing left" sh -c \
+  "mcemu ctl audit --summary | grep -q '^instances=2 registered=1 unplugged=0 released=1 open_handles=0 '"
 stop
 
 for lt in refcount devm registered-bit; do

@@ -23,6 +23,18 @@ $(grep -B3 ': FAIL' "/tmp/compliance-$1.txt" | head -40)" ;;
   esac
 }
 
+# hostile NAME VIDEO: hostile-client's storm on every node (only answers the kernel could give),
+# then its USERPTR abuse on VIDEO (EFAULT/EINVAL, then whole frames into good buffers).
+hostile() {
+  hostile-client storm $(ls /dev/media* /dev/video* /dev/v4l-subdev* 2>/dev/null) > "/tmp/storm-$1.txt" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] && grep -q '^storm: .* 0 violations' "/tmp/storm-$1.txt"; then ok "$1: hostile storm on every node: $(grep '^storm:' "/tmp/storm-$1.txt")"
+  else not_ok "$1: hostile storm on every node" "$(head -n 30 "/tmp/storm-$1.txt")"; fi
+  hostile-client userptr "$2" > "/tmp/userptr-$1.txt" 2>&1
+  fold_results "$1: userptr" "/tmp/userptr-$1.txt"
+  eventually "$1: every handle released after the abuse" sh -c "mcemu ctl audit --summary | grep -q ' open_handles=0 '"
+}
+
 # --- uvc-like: one video-centric capture node --------------------------------------------------
 start --topology uvc-like
 compliance uvc-like uvcvideo
@@ -46,6 +58,7 @@ contains "uvc-like: v4l2-compliance -s: MMAP (select)" /tmp/compliance-uvc-s.txt
 contains "uvc-like: v4l2-compliance -s: USERPTR (select)" /tmp/compliance-uvc-s.txt "test USERPTR (select): OK"
 check "uvc-like: v4l2-compliance -s has 0 failures" grep -qE \
   "^Total for uvcvideo device /dev/video0: [0-9]+, Succeeded: [0-9]+, Failed: 0, Warnings: [0-9]+$" /tmp/compliance-uvc-s.txt
+hostile uvc-like /dev/video0
 stop
 
 # --- vimc-like: MC-centric nodes behind sub-devices ---------------------------------------------
@@ -91,6 +104,7 @@ v4l2-ctl -d "$RAW0" --set-fmt-video width=640,height=480,pixelformat=GRBG --stre
 check "vimc-like: Raw Capture 0 streams Bayer GRBG once the formats match" test "$(wc -c < /tmp/black.raw)" -eq $((3 * 640 * 480))
 check "vimc-like: a black test-pattern frame has at most 2 values (black, the moving line)" \
   sh -c "test $(distinct /tmp/black.raw $((640 * 480)) 1) -le 2"
+hostile vimc-like "$RAW0"
 stop
 
 # --- a user's own topology file ------------------------------------------------------------------
