@@ -402,18 +402,7 @@ impl Daemon {
                 );
             }
         }
-        // Everything blocked wakes first (DQBUF answers, pollers poll again and see the
-        // unplugged device); then the nodes leave /dev, which takes longer.
-        for (h, node) in &handles {
-            if let Some(n) = node.upgrade() {
-                n.unplugged();
-            }
-            h.wake_pollers();
-        }
-        let woken = t0.elapsed();
-        for (h, _) in handles {
-            h.unregister();
-        }
+        let woken = take_down(handles, t0);
         log.lock().push(format!("{} unplugged", self.stamp()));
         tracing::info!(
             instance = state.id,
@@ -495,15 +484,7 @@ impl Daemon {
                 "calls still in flight after 10 s"
             );
         }
-        for (h, node) in &handles {
-            if let Some(n) = node.upgrade() {
-                n.unplugged();
-            }
-            h.wake_pollers();
-        }
-        for (h, _) in handles {
-            h.unregister();
-        }
+        take_down(handles, std::time::Instant::now());
         if let Some(m) = &media {
             topology::device::unbuild(&runtime, m);
         }
@@ -898,6 +879,26 @@ impl Control for Daemon {
         );
         serde_json::json!({ "summary": summary, "instances": per })
     }
+}
+
+/// Nodes going away (an unplug, a driver's unbind): everything blocked wakes first (DQBUF
+/// answers, pollers poll again and see the unplugged device); then the nodes leave /dev,
+/// which takes longer. Returns how long the waking took from `t0`.
+fn take_down(
+    handles: Vec<(SessionHandle, std::sync::Weak<Node>)>,
+    t0: std::time::Instant,
+) -> Duration {
+    for (h, node) in &handles {
+        if let Some(n) = node.upgrade() {
+            n.unplugged();
+        }
+        h.wake_pollers();
+    }
+    let woken = t0.elapsed();
+    for (h, _) in handles {
+        h.unregister();
+    }
+    woken
 }
 
 /// First `prefix<N>`, N from `from`, with no node under `dev_root` and no CUSE device of that

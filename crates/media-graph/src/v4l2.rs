@@ -253,3 +253,112 @@ pub fn pixfmt_description(pixelformat: u32) -> &'static str {
         _ => "",
     }
 }
+
+/// `V4L2_PRIORITY_*`.
+pub const PRIO_BACKGROUND: u32 = 1;
+pub const PRIO_INTERACTIVE: u32 = 2;
+pub const PRIO_RECORD: u32 = 3;
+
+/// `struct v4l2_prio_state` and each file handle's priority, as the core keeps them for
+/// drivers using `v4l2_fh` (`v4l2_prio_open/close/change/check/max`).
+#[derive(Debug, Default)]
+pub struct Priorities(std::collections::HashMap<u64, u32>);
+
+impl Priorities {
+    /// A new handle starts at the default (interactive).
+    pub fn open(&mut self, fh: u64) {
+        self.0.insert(fh, PRIO_INTERACTIVE);
+    }
+
+    pub fn close(&mut self, fh: u64) {
+        self.0.remove(&fh);
+    }
+
+    /// VIDIOC_G_PRIORITY: the highest priority of any open handle.
+    pub fn max(&self) -> u32 {
+        self.0.values().copied().max().unwrap_or(0)
+    }
+
+    /// `v4l2_prio_check`: a handle below the highest priority may not change the state.
+    pub fn check(&self, fh: u64) -> Result<(), Errno> {
+        if self.0.get(&fh).copied().unwrap_or(0) < self.max() {
+            Err(Errno::EBUSY)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// VIDIOC_S_PRIORITY: EINVAL for an unknown priority; itself priority-checked;
+    /// `V4L2_PRIORITY_UNSET` (0) means the default.
+    pub fn set(&mut self, fh: u64, prio: u32) -> Result<(), Errno> {
+        if !(PRIO_BACKGROUND..=PRIO_RECORD).contains(&prio) && prio != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.check(fh)?;
+        self.0
+            .insert(fh, if prio == 0 { PRIO_INTERACTIVE } else { prio });
+        Ok(())
+    }
+}
+
+const INPUT_TYPE_CAMERA: u32 = 2;
+const OUTPUT_TYPE_ANALOG: u32 = 2;
+
+/// VIDIOC_ENUMINPUT of a node with one camera input called `name` (the core's answer for
+/// `V4L2_CAP_IO_MC` nodes); ENOTTY for a node without inputs (`has` false).
+pub fn enum_single_input(has: bool, index: u32, name: &str) -> Result<v4l2_input, Errno> {
+    if !has {
+        return Err(Errno::ENOTTY);
+    }
+    if index != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut i = v4l2_input::zeroed();
+    i.type_ = INPUT_TYPE_CAMERA;
+    ioctl_abi::set_cstr(&mut i.name, name);
+    Ok(i)
+}
+
+/// VIDIOC_ENUMOUTPUT of a node with one output called `name`.
+pub fn enum_single_output(has: bool, index: u32, name: &str) -> Result<v4l2_output, Errno> {
+    if !has {
+        return Err(Errno::ENOTTY);
+    }
+    if index != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut o = v4l2_output::zeroed();
+    o.type_ = OUTPUT_TYPE_ANALOG;
+    ioctl_abi::set_cstr(&mut o.name, name);
+    Ok(o)
+}
+
+/// VIDIOC_G_INPUT / G_OUTPUT of a node with the single one (ENOTTY without).
+pub fn g_single_io(has: bool) -> Result<u32, Errno> {
+    if has {
+        Ok(0)
+    } else {
+        Err(Errno::ENOTTY)
+    }
+}
+
+/// VIDIOC_S_INPUT / S_OUTPUT: ENOTTY without one, then the priority check's result, then
+/// EINVAL for any index but 0.
+pub fn s_single_io(has: bool, prio: Result<(), Errno>, index: u32) -> Result<u32, Errno> {
+    if !has {
+        return Err(Errno::ENOTTY);
+    }
+    prio?;
+    if index == 0 {
+        Ok(0)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: vb2's buffer timestamps.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}

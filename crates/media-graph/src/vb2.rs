@@ -368,6 +368,19 @@ impl Queue {
         count
     }
 
+    /// [`Self::mmap_buffer`] with the mapping's `MCEMU_VM_*` flags as the preload shim sends
+    /// them.
+    pub fn mmap_vm(&self, offset: u64, length: u64, vm: u32) -> Result<Arc<MemfdBuffer>, Errno> {
+        use ioctl_abi::mcemu::*;
+        self.mmap_buffer(
+            offset,
+            length,
+            vm & MCEMU_VM_SHARED != 0,
+            vm & MCEMU_VM_READ != 0,
+            vm & MCEMU_VM_WRITE != 0,
+        )
+    }
+
     /// `vb2_mmap`: the MMAP buffer whose QUERYBUF offset is `offset`, for a shared mapping of
     /// `length` bytes that fits it, readable for a capture queue, writable for an output queue;
     /// EINVAL otherwise.

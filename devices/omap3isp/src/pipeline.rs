@@ -150,7 +150,7 @@ impl Runtime {
             code: 0,
             data: Vec::new(),
         };
-        let ts = now_ns();
+        let ts = media_graph::v4l2::monotonic_ns();
         for (entity, s) in engines {
             if let Some(ev) = s.frame(vp.as_ref().unwrap_or(&empty), frame, ts) {
                 use zerocopy::IntoBytes;
@@ -481,7 +481,7 @@ impl Runtime {
             (Some(_), None) => false,
             (None, _) => true,
         };
-        let ts = now_ns();
+        let ts = media_graph::v4l2::monotonic_ns();
         iv.complete(ifh, &ib, false, ts, frame, ipix.field);
         ov.complete(ofh, &ob, error, ts, frame, opix.field);
         true
@@ -612,12 +612,6 @@ fn walk(graph: &Graph, start: u32) -> BTreeSet<u32> {
     seen
 }
 
-fn now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 /// The thread of a memory-to-memory pipeline: a frame whenever both ends are ready.
 fn singleshot(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
     loop {
@@ -733,7 +727,14 @@ fn stream(rt: Weak<Runtime>, pipe: Weak<Pipeline>, dev: Weak<MediaDevice>) {
                 } else {
                     (frame / 2) as u32
                 };
-                v.complete(fh, &active, error, now_ns(), seq, pix.field);
+                v.complete(
+                    fh,
+                    &active,
+                    error,
+                    media_graph::v4l2::monotonic_ns(),
+                    seq,
+                    pix.field,
+                );
             }
             _ => {
                 drop(graph);

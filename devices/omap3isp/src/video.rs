@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use ioctl_abi::set_cstr;
 use ioctl_abi::subdev::v4l2_mbus_framefmt;
 use ioctl_abi::videodev2::*;
-use media_graph::v4l2::QueueNotify;
+use media_graph::v4l2::{self as core, Priorities, QueueNotify};
 use media_graph::vb2::{ActiveBuffer, Buffer, DqResult, Queue, UserMemory};
 use media_graph::{MediaDevice, VideoIoctls};
 use nix::errno::Errno;
@@ -24,11 +24,6 @@ pub type PadsRegistry = Arc<Runtime>;
 /// `ISP_VIDEO_DRIVER_NAME`.
 pub const VIDEO_DRIVER: &str = "ispvideo";
 
-const PRIO_BACKGROUND: u32 = 1;
-const PRIO_INTERACTIVE: u32 = 2;
-const PRIO_RECORD: u32 = 3;
-const INPUT_TYPE_CAMERA: u32 = 2;
-const OUTPUT_TYPE_ANALOG: u32 = 2;
 const CAP_TIMEPERFRAME: u32 = 0x1000;
 
 /// Per-node bytesperline rules (omap3isp.md §3.3).
@@ -59,7 +54,6 @@ impl BplRules {
 
 struct Handle {
     fmt: v4l2_pix_format,
-    prio: u32,
     timeperframe: v4l2_fract,
     queue: Queue,
 }
@@ -82,6 +76,7 @@ pub struct IspVideo {
     /// `capture_mem`: bounds the buffer count (omap3isp.md §3.3).
     capture_mem: u32,
     handles: Mutex<HashMap<u64, Handle>>,
+    prio: Mutex<Priorities>,
     stream: Mutex<Option<Stream>>,
     notify: Mutex<Option<QueueNotify>>,
     /// Set at unplug: the hardware is gone, nothing starts again.
@@ -126,6 +121,7 @@ impl IspVideo {
             bpl,
             capture_mem,
             handles: Mutex::new(HashMap::new()),
+            prio: Mutex::new(Priorities::default()),
             stream: Mutex::new(None),
             notify: Mutex::new(None),
             gone: Default::default(),
@@ -348,23 +344,8 @@ impl IspVideo {
         Ok(self.mbus_to_pix(&m, r.bytesperline))
     }
 
-    fn prio_max(&self) -> u32 {
-        self.handles
-            .lock()
-            .values()
-            .map(|h| h.prio)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// `v4l2_prio_check`: a handle below the highest priority may not change the state.
     fn prio_check(&self, fh: u64) -> Result<(), Errno> {
-        let mine = self.handles.lock().get(&fh).map(|h| h.prio).unwrap_or(0);
-        if mine < self.prio_max() {
-            Err(Errno::EBUSY)
-        } else {
-            Ok(())
-        }
+        self.prio.lock().check(fh)
     }
 
     /// `isp_video_buffer_prepare`: the payload is the handle's sizeimage.
@@ -415,7 +396,6 @@ impl VideoIoctls for IspVideo {
     fn open(&self, fh: u64) {
         let h = Handle {
             fmt: self.initial_format(),
-            prio: PRIO_INTERACTIVE,
             timeperframe: v4l2_fract {
                 numerator: 1,
                 denominator: 1,
@@ -423,6 +403,7 @@ impl VideoIoctls for IspVideo {
             queue: Queue::new(v4l2_type(self.capture)).for_kernel(self.kernel_version),
         };
         self.handles.lock().insert(fh, h);
+        self.prio.lock().open(fh);
     }
 
     fn set_budget(&self, fh: u64, budget: Arc<dyn media_graph::vb2::Budget>) {
@@ -437,6 +418,7 @@ impl VideoIoctls for IspVideo {
         if let Some(mut h) = self.handles.lock().remove(&fh) {
             h.queue.release();
         }
+        self.prio.lock().close(fh);
     }
 
     fn reqbufs(&self, fh: u64, r: v4l2_requestbuffers) -> Result<v4l2_requestbuffers, Errno> {
@@ -598,16 +580,7 @@ impl VideoIoctls for IspVideo {
         length: u64,
         vm: u32,
     ) -> Result<Arc<media_graph::vb2::MemfdBuffer>, Errno> {
-        use ioctl_abi::mcemu::*;
-        self.with_handle(fh, |h| {
-            h.queue.mmap_buffer(
-                offset,
-                length,
-                vm & MCEMU_VM_SHARED != 0,
-                vm & MCEMU_VM_READ != 0,
-                vm & MCEMU_VM_WRITE != 0,
-            )
-        })
+        self.with_handle(fh, |h| h.queue.mmap_vm(offset, length, vm))
     }
 
     fn set_notify(&self, notify: QueueNotify) {
@@ -684,90 +657,36 @@ impl VideoIoctls for IspVideo {
     }
 
     fn g_priority(&self, _fh: u64) -> Result<u32, Errno> {
-        Ok(self.prio_max())
+        Ok(self.prio.lock().max())
     }
 
     fn s_priority(&self, fh: u64, prio: u32) -> Result<(), Errno> {
-        if !(PRIO_BACKGROUND..=PRIO_RECORD).contains(&prio) && prio != 0 {
-            return Err(Errno::EINVAL);
-        }
-        // S_PRIORITY is itself priority-checked: below the highest, nothing changes.
-        self.prio_check(fh)?;
-        // V4L2_PRIORITY_UNSET (0) means the default.
-        let prio = if prio == 0 { PRIO_INTERACTIVE } else { prio };
-        if let Some(x) = self.handles.lock().get_mut(&fh) {
-            x.prio = prio;
-        }
-        Ok(())
+        self.prio.lock().set(fh, prio)
     }
 
     /// With V4L2_CAP_IO_MC the core answers for the single input of a capture node.
-    fn enum_input(&self, _fh: u64, mut i: v4l2_input) -> Result<v4l2_input, Errno> {
-        if !self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        if i.index != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let index = i.index;
-        i = v4l2_input::zeroed();
-        i.index = index;
-        i.type_ = INPUT_TYPE_CAMERA;
-        set_cstr(&mut i.name, &self.name);
-        Ok(i)
+    fn enum_input(&self, _fh: u64, i: v4l2_input) -> Result<v4l2_input, Errno> {
+        core::enum_single_input(self.capture, i.index, &self.name)
     }
 
     fn g_input(&self, _fh: u64) -> Result<u32, Errno> {
-        if self.capture {
-            Ok(0)
-        } else {
-            Err(Errno::ENOTTY)
-        }
+        core::g_single_io(self.capture)
     }
 
     fn s_input(&self, fh: u64, index: u32) -> Result<u32, Errno> {
-        if !self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        self.prio_check(fh)?;
-        if index == 0 {
-            Ok(0)
-        } else {
-            Err(Errno::EINVAL)
-        }
+        core::s_single_io(self.capture, self.prio_check(fh), index)
     }
 
-    fn enum_output(&self, _fh: u64, mut o: v4l2_output) -> Result<v4l2_output, Errno> {
-        if self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        if o.index != 0 {
-            return Err(Errno::EINVAL);
-        }
-        o = v4l2_output::zeroed();
-        o.type_ = OUTPUT_TYPE_ANALOG;
-        set_cstr(&mut o.name, &self.name);
-        Ok(o)
+    fn enum_output(&self, _fh: u64, o: v4l2_output) -> Result<v4l2_output, Errno> {
+        core::enum_single_output(!self.capture, o.index, &self.name)
     }
 
     fn g_output(&self, _fh: u64) -> Result<u32, Errno> {
-        if self.capture {
-            Err(Errno::ENOTTY)
-        } else {
-            Ok(0)
-        }
+        core::g_single_io(!self.capture)
     }
 
     fn s_output(&self, fh: u64, index: u32) -> Result<u32, Errno> {
-        if self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        self.prio_check(fh)?;
-        if index == 0 {
-            Ok(0)
-        } else {
-            Err(Errno::EINVAL)
-        }
+        core::s_single_io(!self.capture, self.prio_check(fh), index)
     }
 
     /// Linux 7.0: capture nodes have no frame interval; output nodes keep one per handle (a
@@ -819,6 +738,7 @@ impl VideoIoctls for IspVideo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use media_graph::v4l2::{PRIO_INTERACTIVE, PRIO_RECORD};
 
     fn node(name: &str, capture: bool) -> Arc<IspVideo> {
         IspVideo::new(
@@ -944,7 +864,7 @@ mod tests {
         let i = v.enum_input(1, v4l2_input::zeroed()).unwrap();
         assert_eq!(
             (ioctl_abi::cstr(&i.name), i.type_),
-            ("OMAP3 ISP CCDC output", INPUT_TYPE_CAMERA)
+            ("OMAP3 ISP CCDC output", 2) // V4L2_INPUT_TYPE_CAMERA
         );
         assert_eq!(v.g_parm(1, v4l2_streamparm::zeroed()), Err(Errno::ENOTTY));
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ioctl_abi::set_cstr;
 use ioctl_abi::videodev2::*;
-use media_graph::v4l2::QueueNotify;
+use media_graph::v4l2::{self as core, Priorities, QueueNotify};
 use media_graph::vb2::{Budget, Buffer, DqResult, MemfdBuffer, Queue, UserMemory};
 use media_graph::VideoIoctls;
 use nix::errno::Errno;
@@ -28,11 +28,6 @@ use crate::device::{Hop, Runtime};
 use crate::formats::{by_fourcc, Layout, PixelFormat};
 use crate::Block;
 
-const PRIO_BACKGROUND: u32 = 1;
-const PRIO_INTERACTIVE: u32 = 2;
-const PRIO_RECORD: u32 = 3;
-const INPUT_TYPE_CAMERA: u32 = 2;
-const OUTPUT_TYPE_ANALOG: u32 = 2;
 /// What one queue may hold (`vb2` drivers bound it by memory; this is vimc's order).
 const MAX_QUEUE_BYTES: u64 = 256 << 20;
 
@@ -41,7 +36,7 @@ struct State {
     queue: Queue,
     /// `vdev->queue->owner`: the handle that allocated the buffers.
     owner: Option<u64>,
-    prio: HashMap<u64, u32>,
+    prio: Priorities,
     budgets: HashMap<u64, Arc<dyn Budget>>,
 }
 
@@ -87,12 +82,6 @@ fn has_subdev_nodes_upstream(rt: &Runtime, entity: usize) -> bool {
     false
 }
 
-fn now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 impl VideoNode {
     pub fn new(rt: Arc<Runtime>, entity: usize) -> Arc<Self> {
         let e = &rt.topo.entities[entity];
@@ -120,7 +109,7 @@ impl VideoNode {
                     fmt: req,
                     queue: Queue::new(type_).for_kernel(kernel_version),
                     owner: None,
-                    prio: HashMap::new(),
+                    prio: Priorities::default(),
                     budgets: HashMap::new(),
                 }),
                 stream: Mutex::new(None),
@@ -191,18 +180,8 @@ impl VideoNode {
         pix
     }
 
-    fn prio_max(st: &State) -> u32 {
-        st.prio.values().copied().max().unwrap_or(0)
-    }
-
-    /// `v4l2_prio_check`: a handle below the highest priority may not change the state.
     fn prio_check(st: &State, fh: u64) -> Result<(), Errno> {
-        let mine = st.prio.get(&fh).copied().unwrap_or(0);
-        if mine < Self::prio_max(st) {
-            Err(Errno::EBUSY)
-        } else {
-            Ok(())
-        }
+        st.prio.check(fh)
     }
 
     /// `vb2_queue_is_busy`.
@@ -329,11 +308,13 @@ impl VideoNode {
                 _ => error = true,
             }
         }
-        let done = self
-            .state
-            .lock()
-            .queue
-            .buffer_done(&a, error, now_ns(), seq, V4L2_FIELD_NONE);
+        let done = self.state.lock().queue.buffer_done(
+            &a,
+            error,
+            core::monotonic_ns(),
+            seq,
+            V4L2_FIELD_NONE,
+        );
         if done {
             self.notify(owner);
         }
@@ -407,7 +388,7 @@ impl VideoIoctls for VideoNode {
     }
 
     fn open(&self, fh: u64) {
-        self.state.lock().prio.insert(fh, PRIO_INTERACTIVE);
+        self.state.lock().prio.open(fh);
     }
 
     fn set_budget(&self, fh: u64, budget: Arc<dyn Budget>) {
@@ -418,7 +399,7 @@ impl VideoIoctls for VideoNode {
     fn release(&self, fh: u64) {
         let owner = {
             let mut st = self.state.lock();
-            st.prio.remove(&fh);
+            st.prio.close(fh);
             st.budgets.remove(&fh);
             st.owner == Some(fh)
         };
@@ -494,30 +475,17 @@ impl VideoIoctls for VideoNode {
     }
 
     fn g_priority(&self, _fh: u64) -> Result<u32, Errno> {
-        Ok(Self::prio_max(&self.state.lock()))
+        Ok(self.state.lock().prio.max())
     }
 
     fn s_priority(&self, fh: u64, prio: u32) -> Result<(), Errno> {
-        if !(PRIO_BACKGROUND..=PRIO_RECORD).contains(&prio) && prio != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let mut st = self.state.lock();
-        Self::prio_check(&st, fh)?;
-        st.prio
-            .insert(fh, if prio == 0 { PRIO_INTERACTIVE } else { prio });
-        Ok(())
+        self.state.lock().prio.set(fh, prio)
     }
 
     /// One input: the node itself for an MC-centric node (the core's answer), the sensor
     /// for a video-centric one (uvcvideo names it after the input terminal).
-    fn enum_input(&self, _fh: u64, mut i: v4l2_input) -> Result<v4l2_input, Errno> {
-        if !self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        if i.index != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let name = if self.io_mc {
+    fn enum_input(&self, _fh: u64, i: v4l2_input) -> Result<v4l2_input, Errno> {
+        let name = if self.io_mc || !self.capture {
             self.name().to_string()
         } else {
             self.rt
@@ -529,63 +497,29 @@ impl VideoIoctls for VideoNode {
                 })
                 .unwrap_or_else(|| self.name().to_string())
         };
-        i = v4l2_input::zeroed();
-        i.type_ = INPUT_TYPE_CAMERA;
-        set_cstr(&mut i.name, &name);
-        Ok(i)
+        core::enum_single_input(self.capture, i.index, &name)
     }
 
     fn g_input(&self, _fh: u64) -> Result<u32, Errno> {
-        if self.capture {
-            Ok(0)
-        } else {
-            Err(Errno::ENOTTY)
-        }
+        core::g_single_io(self.capture)
     }
 
     fn s_input(&self, fh: u64, index: u32) -> Result<u32, Errno> {
-        if !self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        Self::prio_check(&self.state.lock(), fh)?;
-        if index == 0 {
-            Ok(0)
-        } else {
-            Err(Errno::EINVAL)
-        }
+        let prio = self.state.lock().prio.check(fh);
+        core::s_single_io(self.capture, prio, index)
     }
 
-    fn enum_output(&self, _fh: u64, mut o: v4l2_output) -> Result<v4l2_output, Errno> {
-        if self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        if o.index != 0 {
-            return Err(Errno::EINVAL);
-        }
-        o = v4l2_output::zeroed();
-        o.type_ = OUTPUT_TYPE_ANALOG;
-        set_cstr(&mut o.name, self.name());
-        Ok(o)
+    fn enum_output(&self, _fh: u64, o: v4l2_output) -> Result<v4l2_output, Errno> {
+        core::enum_single_output(!self.capture, o.index, self.name())
     }
 
     fn g_output(&self, _fh: u64) -> Result<u32, Errno> {
-        if self.capture {
-            Err(Errno::ENOTTY)
-        } else {
-            Ok(0)
-        }
+        core::g_single_io(!self.capture)
     }
 
     fn s_output(&self, fh: u64, index: u32) -> Result<u32, Errno> {
-        if self.capture {
-            return Err(Errno::ENOTTY);
-        }
-        Self::prio_check(&self.state.lock(), fh)?;
-        if index == 0 {
-            Ok(0)
-        } else {
-            Err(Errno::EINVAL)
-        }
+        let prio = self.state.lock().prio.check(fh);
+        core::s_single_io(!self.capture, prio, index)
     }
 
     fn reqbufs(&self, fh: u64, r: v4l2_requestbuffers) -> Result<v4l2_requestbuffers, Errno> {
@@ -726,14 +660,7 @@ impl VideoIoctls for VideoNode {
         length: u64,
         vm: u32,
     ) -> Result<Arc<MemfdBuffer>, Errno> {
-        use ioctl_abi::mcemu::*;
-        self.state.lock().queue.mmap_buffer(
-            offset,
-            length,
-            vm & MCEMU_VM_SHARED != 0,
-            vm & MCEMU_VM_READ != 0,
-            vm & MCEMU_VM_WRITE != 0,
-        )
+        self.state.lock().queue.mmap_vm(offset, length, vm)
     }
 
     fn set_notify(&self, notify: QueueNotify) {
