@@ -56,6 +56,9 @@ pub struct VideoNode {
     me: Weak<VideoNode>,
     state: Mutex<State>,
     stream: Mutex<Option<Streaming>>,
+    /// Held through STREAMON and while streaming stops, so that a stop (STREAMOFF, the
+    /// owner's close, unplug) waits for a STREAMON in progress instead of missing its thread.
+    ops: Mutex<()>,
     notify: Mutex<Option<QueueNotify>>,
     /// Set at unplug: nothing streams again.
     gone: AtomicBool,
@@ -113,6 +116,7 @@ impl VideoNode {
                     budgets: HashMap::new(),
                 }),
                 stream: Mutex::new(None),
+                ops: Mutex::new(()),
                 notify: Mutex::new(None),
                 gone: AtomicBool::new(false),
             };
@@ -260,6 +264,7 @@ impl VideoNode {
     /// STREAMOFF's work, also at the owner's close and at unplug: the frame thread stops (and
     /// is waited for), then the pipeline is released.
     fn stop_streaming(&self) {
+        let _ops = self.ops.lock();
         let s = self.stream.lock().take();
         if let Some(mut s) = s {
             *s.stop.0.lock() = true;
@@ -612,6 +617,7 @@ impl VideoIoctls for VideoNode {
 
     fn streamon(&self, fh: u64, type_: u32) -> Result<(), Errno> {
         self.check_type(type_)?;
+        let _ops = self.ops.lock();
         let fmt = {
             let mut st = self.state.lock();
             Self::prio_check(&st, fh)?;
