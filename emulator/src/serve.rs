@@ -1247,7 +1247,12 @@ pub fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     }
     let bus = match &cfg.bus_root {
         Some(p) => Some(
-            crate::busfs::mount(p, daemon.clone()).map_err(|e| ServeError::BusFs(p.clone(), e))?,
+            crate::busfs::mount(
+                p,
+                daemon.clone(),
+                crate::busfs::BusDriver::for_models(&cfg.models),
+            )
+            .map_err(|e| ServeError::BusFs(p.clone(), e))?,
         ),
         None => None,
     };

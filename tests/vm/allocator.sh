@@ -29,6 +29,31 @@ eventually "usb-av-like: the old instance is released, nothing left" sh -c \
   "mcemu ctl audit --summary | grep -q '^instances=2 registered=1 unplugged=0 released=1 open_handles=0 '"
 stop
 
+# The same procedure through the sysfs-like bind/unbind files (--bus-root), finding the device
+# names in the driver directories as media_dev_allocator.sh does.
+start --topology usb-av-like --bus-root /run/mcemu/sys
+MDRIVER=/run/mcemu/sys/bus/usb/drivers/au0828
+ADRIVER=/run/mcemu/sys/bus/usb/drivers/snd-usb-audio
+MDEV=$(cd $MDRIVER && ls -d *-*)
+ADEV=$(cd $ADRIVER && ls -d *-*.1)
+check "bus: the video driver's directory lists its device 1-2" test "$MDEV" = 1-2
+check "bus: the audio driver's lists its interface 1-2:1.1" test "$ADEV" = 1-2:1.1
+present() { eventually "bus: $1: /dev/media0 is there" test -e /dev/media0; }
+gone() { eventually "bus: $1: /dev/media0 is gone" sh -c '! test -e /dev/media0'; }
+check "bus: unbind $MDEV from au0828" sh -c "echo $MDEV > $MDRIVER/unbind"; present "video unbound"
+check "bus: the unbound driver lists no device" sh -c "! ls $MDRIVER | grep -q 1-2"
+check "bus: unbind $ADEV from snd-usb-audio" sh -c "echo $ADEV > $ADRIVER/unbind"; gone "both unbound"
+check "bus: bind au0828" sh -c "echo $MDEV > $MDRIVER/bind"; present "video bound"
+check "bus: bind snd-usb-audio" sh -c "echo $ADEV > $ADRIVER/bind"; present "both bound"
+check "bus: unbind au0828" sh -c "echo $MDEV > $MDRIVER/unbind"; present "video unbound"
+check "bus: bind au0828" sh -c "echo $MDEV > $MDRIVER/bind"; present "video bound again"
+check "bus: unbind snd-usb-audio" sh -c "echo $ADEV > $ADRIVER/unbind"; present "audio unbound"
+check "bus: bind snd-usb-audio" sh -c "echo $ADEV > $ADRIVER/bind"; present "audio bound again"
+check "bus: a second bind is EBUSY" sh -c "sh -c 'echo $ADEV > $ADRIVER/bind' 2>&1 | grep -qi busy"
+check "bus: the wrong device name is refused" sh -c "! echo $ADEV > $MDRIVER/unbind 2>/dev/null"
+check "bus: 4 entities at the end" sh -c "media-ctl -p | grep -c '^- entity' | grep -qx 4"
+stop
+
 for lt in refcount devm registered-bit; do
   start --topology usb-av-like --lifetime $lt
   hotplug-client allocator $lt > /tmp/allocator-$lt.log 2>&1

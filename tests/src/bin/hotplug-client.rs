@@ -883,23 +883,35 @@ fn stress(cycles: u32, threads: u32, r: &mut Report) {
     audit_settles(cycles + 1, r);
 }
 
-/// The shared media device's driver name and entity count, or None once /dev/media0 is gone.
+/// The shared media device's driver name and entity count, or None once no /dev/mediaN
+/// answers (a fresh media device may get another number while the old node lingers).
 fn shared_media() -> Option<(String, usize)> {
-    if !std::path::Path::new("/dev/media0").exists() {
-        return None;
-    }
-    let fd = open("/dev/media0").ok()?;
-    let mut info = ioctl_abi::media::media_device_info::zeroed();
-    vioctl(&fd, ioctl_abi::media::MEDIA_IOC_DEVICE_INFO, &mut info).ok()?;
-    let out = std::process::Command::new("media-ctl")
-        .args(["-d", "/dev/media0", "-p"])
-        .output()
-        .ok()?;
-    let entities = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("- entity"))
-        .count();
-    Some((ioctl_abi::cstr(&info.driver).to_string(), entities))
+    let mut paths: Vec<_> = std::fs::read_dir("/dev")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("media"))
+        })
+        .collect();
+    paths.sort();
+    paths.into_iter().find_map(|p| {
+        let path = p.to_str()?.to_string();
+        let fd = open(&path).ok()?;
+        let mut info = ioctl_abi::media::media_device_info::zeroed();
+        vioctl(&fd, ioctl_abi::media::MEDIA_IOC_DEVICE_INFO, &mut info).ok()?;
+        let out = std::process::Command::new("media-ctl")
+            .args(["-d", &path, "-p"])
+            .output()
+            .ok()?;
+        let entities = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("- entity"))
+            .count();
+        Some((ioctl_abi::cstr(&info.driver).to_string(), entities))
+    })
 }
 
 /// The kernel's media_dev_allocator.sh against usb-av-like (au0828 video, snd-usb-audio
