@@ -595,12 +595,9 @@ impl VideoIoctls for VideoNode {
         let mut st = self.state.lock();
         Self::owner_check(&st, fh)?;
         let size = st.fmt.sizeimage;
-        // Output buffers carry what the client wrote (bytesused, checked by the queue).
-        let capture = self.capture;
+        // (An output buffer's payload is what the client wrote; the queue keeps it.)
         st.queue
-            .qbuf(&b, memory, &move |buf: &Buffer| {
-                Ok(if capture { size } else { buf.bytesused })
-            })
+            .qbuf(&b, memory, &move |_: &Buffer| Ok(size))
             .map(|(b, _)| b)
     }
 

@@ -349,3 +349,99 @@ fn a_shared_device_takes_and_loses_each_drivers_entities() {
     v.release(1);
     drop(video);
 }
+
+#[test]
+fn an_output_node_checks_its_link_and_consumes_buffers() {
+    let topo = crate::parse(
+        r#"
+[device]
+driver = "m2m"
+model = "feeder"
+bus_info = "platform:feeder"
+
+[[entity]]
+name = "feeder"
+block = "output"
+formats = ["UYVY"]
+
+[[entity]]
+name = "bridge"
+block = "bridge"
+
+[[entity]]
+name = "sink"
+block = "capture"
+formats = ["UYVY"]
+
+[[link]]
+source = "feeder:0"
+sink = "bridge:0"
+flags = ["enabled"]
+
+[[link]]
+source = "bridge:1"
+sink = "sink:0"
+flags = ["enabled", "immutable"]
+"#,
+    )
+    .unwrap();
+    let dev = MediaDevice::new(device_info(&topo, 0x060100), Audit::new());
+    let mut reg = Reg::default();
+    let _rt = build(&topo, 0x060100, &dev, &mut reg).unwrap();
+    let out = reg.videos["feeder"].clone();
+    assert_eq!(
+        out.querycap().unwrap().device_caps & V4L2_CAP_VIDEO_OUTPUT,
+        V4L2_CAP_VIDEO_OUTPUT
+    );
+    assert_eq!(out.g_input(1), Err(Errno::ENOTTY));
+    assert_eq!(out.g_output(1), Ok(0));
+    out.open(1);
+    let mut f = v4l2_format::zeroed();
+    f.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+    let size = out.g_fmt(1, f).unwrap().pix().sizeimage;
+    let mem = Arc::new(Mem(Mutex::new(vec![7; size as usize * 2])));
+    let mut r = v4l2_requestbuffers::zeroed();
+    r.count = 2;
+    r.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+    r.memory = V4L2_MEMORY_USERPTR;
+    out.reqbufs(1, r).unwrap();
+    for i in 0..2u32 {
+        let mut b = v4l2_buffer::zeroed();
+        b.index = i;
+        b.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        b.memory = V4L2_MEMORY_USERPTR;
+        b.m = BASE + u64::from(i * size);
+        b.length = size;
+        b.bytesused = size;
+        out.qbuf(1, b, Some(mem.clone() as Arc<dyn UserMemory>))
+            .unwrap();
+    }
+    // The bridge's sink starts with another code: the link does not validate.
+    assert_eq!(
+        out.streamon(1, V4L2_BUF_TYPE_VIDEO_OUTPUT),
+        Err(Errno::EPIPE)
+    );
+    set_active(
+        &*reg.subdevs["bridge"],
+        0,
+        MEDIA_BUS_FMT_UYVY8_2X8,
+        640,
+        480,
+    );
+    out.streamon(1, V4L2_BUF_TYPE_VIDEO_OUTPUT).unwrap();
+    let mut b = v4l2_buffer::zeroed();
+    b.type_ = V4L2_BUF_TYPE_VIDEO_OUTPUT;
+    b.memory = V4L2_MEMORY_USERPTR;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let done = loop {
+        match out.dqbuf(1, b, true).result {
+            Ok(b) => break b,
+            Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("DQBUF: {e}"),
+        }
+    };
+    assert_eq!((done.index, done.bytesused), (0, size));
+    out.release(1);
+}
