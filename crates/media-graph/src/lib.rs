@@ -379,4 +379,60 @@ mod tests {
         assert_eq!(info.driver[15], 0);
         assert_eq!(cstr(&info.driver).len(), 15);
     }
+
+    #[test]
+    fn removing_an_entity_takes_its_pads_links_interfaces_and_busy_check() {
+        use ioctl_abi::media::*;
+        let audit = Audit::new();
+        let dev = MediaDevice::new(info(), audit.clone());
+        let spec = |name: &str, pads: Vec<u32>| EntitySpec {
+            name: name.into(),
+            function: MEDIA_ENT_F_CAM_SENSOR,
+            flags: 0,
+            kind: EntityKind::Subdev,
+            pads,
+            ops: None,
+        };
+        let (a, b) = {
+            let mut g = dev.graph_mut();
+            let a = g.add_entity(spec("a", vec![MEDIA_PAD_FL_SOURCE]));
+            let b = g.add_entity(spec("b", vec![MEDIA_PAD_FL_SINK]));
+            let pad = |entity, index| PadRef { entity, index };
+            g.add_link(pad(a, 0), pad(b, 0), MEDIA_LNK_FL_ENABLED)
+                .unwrap();
+            g.add_devnode_interface(b, MEDIA_INTF_T_V4L_SUBDEV, 81, 1)
+                .unwrap();
+            (a, b)
+        };
+        let key = dev.add_busy_check(Arc::new(move |e| e == a));
+        let mut l = media_link_desc::zeroed();
+        (l.source.entity, l.sink.entity) = (a, b);
+        assert_eq!(dev.setup_link(l).map(|_| ()), Err(Errno::EBUSY));
+        dev.remove_busy_check(key);
+        assert!(dev.setup_link(l).is_ok(), "the check went with its key");
+        let version = dev.graph().topology_version();
+        assert!(dev.graph_mut().remove_entity(b));
+        assert!(!dev.graph_mut().remove_entity(b), "already gone");
+        let t = dev.topology().unwrap();
+        assert_eq!(
+            (
+                t.entities.len(),
+                t.pads.len(),
+                t.links.len(),
+                t.interfaces.len()
+            ),
+            (1, 1, 0, 0)
+        );
+        assert!(dev.graph().topology_version() > version);
+        assert_eq!(
+            (
+                audit.live(Kind::Entity),
+                audit.live(Kind::Pad),
+                audit.live(Kind::Link),
+                audit.live(Kind::Interface)
+            ),
+            (1, 1, 0, 0)
+        );
+        assert!(dev.graph().remote_of(a, 0).is_none());
+    }
 }
