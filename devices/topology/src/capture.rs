@@ -62,6 +62,8 @@ pub struct VideoNode {
     notify: Mutex<Option<QueueNotify>>,
     /// Set at unplug: nothing streams again.
     gone: AtomicBool,
+    /// Injected faults (`ctl inject`): frames still to lose, and the end of a stall.
+    faults: Mutex<(u32, Option<Instant>)>,
 }
 
 /// Whether any entity that can reach `entity` through links (enabled or not) has a node.
@@ -119,6 +121,7 @@ impl VideoNode {
                 ops: Mutex::new(()),
                 notify: Mutex::new(None),
                 gone: AtomicBool::new(false),
+                faults: Mutex::new((0, None)),
             };
             let fmt = n.try_pix(&req);
             n.state.get_mut().fmt = fmt;
@@ -281,6 +284,14 @@ impl VideoNode {
     /// One frame: the oldest buffer the driver owns gets the pattern (capture) or is taken
     /// (output), and is done.
     fn frame(&self, seq: u32, hops: &[Hop]) {
+        // An injected loss: the frame happens (its number is used) but reaches no buffer.
+        {
+            let mut f = self.faults.lock();
+            if f.0 > 0 {
+                f.0 -= 1;
+                return;
+            }
+        }
         let (active, fmt, owner) = {
             let st = self.state.lock();
             (st.queue.next_active(), st.fmt, st.owner)
@@ -325,6 +336,18 @@ impl VideoNode {
         }
     }
 
+    /// The end of an injected stall still to come.
+    fn stalled_until(&self) -> Option<Instant> {
+        let mut f = self.faults.lock();
+        match f.1 {
+            Some(t) if t > Instant::now() => Some(t),
+            _ => {
+                f.1 = None;
+                None
+            }
+        }
+    }
+
     fn spawn(&self, hops: Vec<Hop>, busy: Vec<usize>) {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let period = self.period(&hops);
@@ -344,6 +367,21 @@ impl VideoNode {
                         if *stopped {
                             return;
                         }
+                    }
+                    let Some(node) = me.upgrade() else { return };
+                    // An injected stall: no frame starts until it ends.
+                    let stalled = node.stalled_until();
+                    drop(node);
+                    if let Some(until) = stalled {
+                        let mut stopped = flag.0.lock();
+                        while !*stopped && Instant::now() < until {
+                            flag.1.wait_until(&mut stopped, until);
+                        }
+                        if *stopped {
+                            return;
+                        }
+                        next = Instant::now();
+                        continue;
                     }
                     let Some(node) = me.upgrade() else { return };
                     node.frame(seq, &hops);
@@ -668,6 +706,14 @@ impl VideoIoctls for VideoNode {
 
     fn set_notify(&self, notify: QueueNotify) {
         *self.notify.lock() = Some(notify);
+    }
+
+    fn stream_fault(&self, drop_frames: u32, stall: Duration) {
+        let mut f = self.faults.lock();
+        f.0 = f.0.saturating_add(drop_frames);
+        if !stall.is_zero() {
+            f.1 = Some(Instant::now() + stall);
+        }
     }
 
     /// `vb2_video_unregister_device`: streaming stops and the queue is released now.

@@ -172,8 +172,16 @@ fn raw_capture_streams_the_sensor_default_and_fills_buffers() {
     let f = fmt_of(&*v, 1);
     assert_eq!((f.width, f.height, f.bytesperline), (640, 480, 640 * 3));
     let mem = Arc::new(Mem(Mutex::new(Vec::new())));
+    // And a stall: no frame for 300 ms.
+    v.stream_fault(2, Duration::from_millis(300));
+    let t0 = Instant::now();
     start(&*v, 1, &mem, 2).unwrap();
     let b0 = dqbuf(&*v, 1);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(b0.bytesused, f.sizeimage);
     assert_eq!(b0.flags & V4L2_BUF_FLAG_ERROR, 0);
     let frame = mem.0.lock()[..f.sizeimage as usize].to_vec();
