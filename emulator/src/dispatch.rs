@@ -239,6 +239,12 @@ pub fn video(st: &dyn Stages<Video>, round: &mut IoctlRound<'_>, reply: ReplyIoc
         VIDIOC_S_OUTPUT => fixed(round, reply, st, |h: &Video, o: u32| {
             h.s_output(fh, o).map(|o| (0, o))
         }),
+        VIDIOC_ENUM_FRAMESIZES => fixed(round, reply, st, |h: &Video, f| {
+            h.enum_framesizes(fh, f).map(|f| (0, f))
+        }),
+        VIDIOC_ENUM_FRAMEINTERVALS => fixed(round, reply, st, |h: &Video, f| {
+            h.enum_frameintervals(fh, f).map(|f| (0, f))
+        }),
         VIDIOC_G_PARM => fixed(round, reply, st, |h: &Video, p| {
             h.g_parm(fh, p).map(|p| (0, p))
         }),

@@ -468,6 +468,8 @@ union_view!(v4l2_streamparm.parm:
 union_view!(v4l2_frmsizeenum.discrete:
     frmsize_discrete / set_frmsize_discrete -> v4l2_frmsize_discrete,
     frmsize_stepwise / set_frmsize_stepwise -> v4l2_frmsize_stepwise);
+union_view!(v4l2_frmivalenum.discrete:
+    frmival_discrete / set_frmival_discrete -> v4l2_fract);
 union_view!(v4l2_event.u:
     event_ctrl / set_event_ctrl -> v4l2_event_ctrl,
     event_frame_sync / set_event_frame_sync -> v4l2_event_frame_sync,
@@ -552,6 +554,11 @@ abi_consts! {
     V4L2_CAP_EXT_PIX_FORMAT = 0x0020_0000;
     V4L2_CAP_IO_MC = 0x2000_0000;
     V4L2_CAP_DEVICE_CAPS = 0x8000_0000;
+    V4L2_CAP_TIMEPERFRAME = 0x1000;
+    V4L2_FRMSIZE_TYPE_DISCRETE = 1;
+    V4L2_FRMSIZE_TYPE_CONTINUOUS = 2;
+    V4L2_FRMSIZE_TYPE_STEPWISE = 3;
+    V4L2_FRMIVAL_TYPE_DISCRETE = 1;
     V4L2_BUF_TYPE_VIDEO_CAPTURE = 1;
     V4L2_BUF_TYPE_VIDEO_OUTPUT = 2;
     V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE = 9;

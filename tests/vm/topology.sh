@@ -44,6 +44,10 @@ media-ctl -p > /tmp/uvc-p.txt 2>&1
 contains "uvc-like: media-ctl -p shows the input terminal" /tmp/uvc-p.txt '-> "Processing 2":0 [ENABLED,IMMUTABLE]'
 v4l2-ctl -d /dev/video0 --list-formats-ext > /tmp/uvc-fmts.txt 2>&1
 contains "uvc-like: ENUM_FMT lists YUYV" /tmp/uvc-fmts.txt "'YUYV' (YUYV 4:2:2)"
+contains "uvc-like: ENUM_FRAMESIZES lists the camera's sizes" /tmp/uvc-fmts.txt "Size: Discrete 1280x720"
+contains "uvc-like: ENUM_FRAMEINTERVALS its rate" /tmp/uvc-fmts.txt "Interval: Discrete 0.033s (30.000 fps)"
+v4l2-ctl -d /dev/video0 --get-parm > /tmp/uvc-parm.txt 2>&1
+contains "uvc-like: G_PARM gives the frame rate" /tmp/uvc-parm.txt "Frames per second: 30.000 (30/1)"
 v4l2-ctl -d /dev/video0 --set-fmt-video width=1280,height=720,pixelformat=YUYV --stream-user \
   --stream-count=20 --stream-to=/tmp/uvc.raw > /tmp/uvc-stream.txt 2>&1
 SIZE=$((1280 * 720 * 2))

@@ -63,6 +63,20 @@ pub trait VideoIoctls: Send + Sync {
     fn s_output(&self, _fh: u64, _index: u32) -> Result<u32, Errno> {
         Err(Errno::ENOTTY)
     }
+    fn enum_framesizes(
+        &self,
+        _fh: u64,
+        _f: ioctl_abi::videodev2::v4l2_frmsizeenum,
+    ) -> Result<ioctl_abi::videodev2::v4l2_frmsizeenum, Errno> {
+        Err(Errno::ENOTTY)
+    }
+    fn enum_frameintervals(
+        &self,
+        _fh: u64,
+        _f: ioctl_abi::videodev2::v4l2_frmivalenum,
+    ) -> Result<ioctl_abi::videodev2::v4l2_frmivalenum, Errno> {
+        Err(Errno::ENOTTY)
+    }
     fn g_parm(&self, _fh: u64, _p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
         Err(Errno::ENOTTY)
     }

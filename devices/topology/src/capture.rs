@@ -223,11 +223,23 @@ impl VideoNode {
         }
     }
 
-    /// The pipeline's frame period: the head sensor's frame rate.
-    fn period(&self, hops: &[Hop]) -> Duration {
+    /// The pipeline's frame rate: the head sensor's.
+    fn fps(&self, hops: &[Hop]) -> u32 {
         let head = hops.first().map(|h| h.entity).unwrap_or(self.entity);
-        let fps = self.rt.topo.entities[head].frame_rate.max(1);
-        Duration::from_nanos(1_000_000_000 / u64::from(fps))
+        self.rt.topo.entities[head].frame_rate.max(1)
+    }
+
+    fn period(&self, hops: &[Hop]) -> Duration {
+        Duration::from_nanos(1_000_000_000 / u64::from(self.fps(hops)))
+    }
+
+    /// The frame interval of the pipeline behind the node now.
+    fn timeperframe(&self) -> v4l2_fract {
+        let hops = self.rt.upstream(self.entity).unwrap_or_default();
+        v4l2_fract {
+            numerator: 1,
+            denominator: self.fps(&hops),
+        }
     }
 
     /// STREAMON's pipeline checks; returns the pipeline (sensor first) and what it makes busy.
@@ -515,6 +527,102 @@ impl VideoIoctls for VideoNode {
         f.fmt = [0; 200];
         f.set_pix(&pix);
         Ok(f)
+    }
+
+    /// The capture's sizes for a listed pixel format: each listed size, or the range
+    /// (continuous; in steps of 2 for packed 4:2:2, whose widths are even).
+    fn enum_framesizes(
+        &self,
+        _fh: u64,
+        mut f: v4l2_frmsizeenum,
+    ) -> Result<v4l2_frmsizeenum, Errno> {
+        let pf = self
+            .formats
+            .iter()
+            .find(|p| p.fourcc == f.pixel_format)
+            .ok_or(Errno::EINVAL)?;
+        f.reserved = [0; 2];
+        f.discrete = [0; 6];
+        match &self.rt.topo.entities[self.entity].sizes {
+            crate::Sizes::Discrete(list) => {
+                let &(width, height) = list.get(f.index as usize).ok_or(Errno::EINVAL)?;
+                f.type_ = V4L2_FRMSIZE_TYPE_DISCRETE;
+                f.set_frmsize_discrete(&v4l2_frmsize_discrete { width, height });
+            }
+            crate::Sizes::Range { min, max } if f.index == 0 => {
+                let packed = matches!(pf.layout, Layout::Yuyv | Layout::Uyvy);
+                let step = if packed { 2 } else { 1 };
+                let min_width = if packed {
+                    min.0.next_multiple_of(2)
+                } else {
+                    min.0
+                };
+                let max_width = if packed { max.0 - max.0 % 2 } else { max.0 };
+                f.type_ = if step == 1 {
+                    V4L2_FRMSIZE_TYPE_CONTINUOUS
+                } else {
+                    V4L2_FRMSIZE_TYPE_STEPWISE
+                };
+                f.set_frmsize_stepwise(&v4l2_frmsize_stepwise {
+                    min_width,
+                    max_width,
+                    step_width: step,
+                    min_height: min.1,
+                    max_height: max.1,
+                    step_height: 1,
+                });
+            }
+            crate::Sizes::Range { .. } => return Err(Errno::EINVAL),
+        }
+        Ok(f)
+    }
+
+    /// A video-centric node's frame interval: the sensor's one rate, for a size it takes
+    /// (uvcvideo lists the camera's intervals; an MC-centric node has none: ENOTTY).
+    fn enum_frameintervals(
+        &self,
+        _fh: u64,
+        mut f: v4l2_frmivalenum,
+    ) -> Result<v4l2_frmivalenum, Errno> {
+        if self.io_mc || !self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        let known = self.formats.iter().any(|p| p.fourcc == f.pixel_format);
+        let mut probe = v4l2_pix_format::zeroed();
+        (probe.pixelformat, probe.width, probe.height) = (f.pixel_format, f.width, f.height);
+        let fits = self.try_pix(&probe);
+        if !known || f.index != 0 || (fits.width, fits.height) != (f.width, f.height) {
+            return Err(Errno::EINVAL);
+        }
+        f.type_ = V4L2_FRMIVAL_TYPE_DISCRETE;
+        f.discrete = [0; 6];
+        f.reserved = [0; 2];
+        f.set_frmival_discrete(&self.timeperframe());
+        Ok(f)
+    }
+
+    /// G_PARM on a video-centric capture node: the sensor's frame interval.
+    fn g_parm(&self, _fh: u64, mut p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
+        if self.io_mc || !self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        self.check_type(p.type_)?;
+        let mut c = v4l2_captureparm::zeroed();
+        c.capability = V4L2_CAP_TIMEPERFRAME;
+        c.timeperframe = self.timeperframe();
+        p.parm = [0; 200];
+        p.set_capture(&c);
+        Ok(p)
+    }
+
+    /// S_PARM: the nearest interval the camera has, which is its only one.
+    fn s_parm(&self, fh: u64, p: v4l2_streamparm) -> Result<v4l2_streamparm, Errno> {
+        if self.io_mc || !self.capture {
+            return Err(Errno::ENOTTY);
+        }
+        self.check_type(p.type_)?;
+        Self::prio_check(&self.state.lock(), fh)?;
+        self.g_parm(fh, p)
     }
 
     fn g_priority(&self, _fh: u64) -> Result<u32, Errno> {

@@ -453,3 +453,69 @@ flags = ["enabled", "immutable"]
     assert_eq!((done.index, done.bytesused), (0, size));
     out.release(1);
 }
+
+#[test]
+fn frame_sizes_intervals_and_parm_as_uvcvideo_and_vimc_give_them() {
+    let yuyv = u32::from_le_bytes(*b"YUYV");
+    let s = serve("uvc-like");
+    let v = s.reg.videos["mcemu USB Camera"].clone();
+    let mut f = v4l2_frmsizeenum::zeroed();
+    f.pixel_format = yuyv;
+    let sizes: Vec<(u32, u32)> = (0..3)
+        .map_while(|i| {
+            f.index = i;
+            v.enum_framesizes(1, f).ok()
+        })
+        .map(|r| {
+            assert_eq!(r.type_, V4L2_FRMSIZE_TYPE_DISCRETE);
+            let d = r.frmsize_discrete();
+            (d.width, d.height)
+        })
+        .collect();
+    assert_eq!(sizes, [(640, 480), (1280, 720)]);
+    f.index = 0;
+    f.pixel_format = u32::from_le_bytes(*b"RGB3");
+    assert_eq!(v.enum_framesizes(1, f).map(|_| ()), Err(Errno::EINVAL));
+    let mut i = v4l2_frmivalenum::zeroed();
+    (i.pixel_format, i.width, i.height) = (yuyv, 1280, 720);
+    let r = v.enum_frameintervals(1, i).unwrap();
+    let d = r.frmival_discrete();
+    assert_eq!(
+        (r.type_, d.numerator, d.denominator),
+        (V4L2_FRMIVAL_TYPE_DISCRETE, 1, 30)
+    );
+    i.width = 1200;
+    assert_eq!(v.enum_frameintervals(1, i).map(|_| ()), Err(Errno::EINVAL));
+    let mut p = v4l2_streamparm::zeroed();
+    p.type_ = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+    let c = v.g_parm(1, p).unwrap().capture();
+    assert_eq!(
+        (
+            c.capability,
+            c.timeperframe.numerator,
+            c.timeperframe.denominator
+        ),
+        (V4L2_CAP_TIMEPERFRAME, 1, 30)
+    );
+    // vimc: a continuous range of sizes, no intervals, no parm.
+    let s = serve("vimc-like");
+    let v = s.reg.videos["Raw Capture 0"].clone();
+    let mut f = v4l2_frmsizeenum::zeroed();
+    f.pixel_format = u32::from_le_bytes(*b"RGB3");
+    let r = v.enum_framesizes(1, f).unwrap();
+    let w = r.frmsize_stepwise();
+    assert_eq!(
+        (
+            r.type_,
+            w.min_width,
+            w.max_width,
+            w.step_width,
+            w.max_height
+        ),
+        (V4L2_FRMSIZE_TYPE_CONTINUOUS, 16, 4096, 1, 2160)
+    );
+    f.index = 1;
+    assert_eq!(v.enum_framesizes(1, f).map(|_| ()), Err(Errno::EINVAL));
+    assert_eq!(v.enum_frameintervals(1, i).map(|_| ()), Err(Errno::ENOTTY));
+    assert_eq!(v.g_parm(1, p).map(|_| ()), Err(Errno::ENOTTY));
+}
