@@ -155,9 +155,36 @@ pub struct Node {
     parked_dq: Mutex<Vec<(u64, v4l2_buffer, ReplyIoctl, Parked)>>,
     notifier: Mutex<Option<Notifier>>,
     limits: Arc<Limits>,
+    /// A shared media device's node under a legacy lifetime model: its driver's context,
+    /// which that driver's unbind frees while another driver keeps the media device.
+    driver_context: std::sync::OnceLock<Weak<DriverContext>>,
 }
 
+/// The memory a driver allocates at probe (its `video_device`s inside), freed at its unbind
+/// under the legacy lifetime models.
+#[derive(Debug, Default)]
+pub struct DriverContext;
+
 impl Node {
+    /// The node lives in `ctx`: once it is gone, reaching the node's objects is a
+    /// use-after-free (as reaching a freed media device is).
+    pub fn set_driver_context(&self, ctx: Weak<DriverContext>) {
+        let _ = self.driver_context.set(ctx);
+    }
+
+    /// The device's objects as a call reaches them: None once the media device, or the
+    /// driver context the node lives in, is freed.
+    fn reach(&self) -> Option<Arc<MediaDevice>> {
+        if self
+            .driver_context
+            .get()
+            .is_some_and(|c| c.upgrade().is_none())
+        {
+            return None;
+        }
+        self.dev.get()
+    }
+
     pub fn new(
         path: String,
         dev: Arc<MediaDevice>,
@@ -183,6 +210,7 @@ impl Node {
             parked_dq: Mutex::new(Vec::new()),
             notifier: Mutex::new(None),
             limits,
+            driver_context: std::sync::OnceLock::new(),
         });
         // A buffer queue changed: wake pollers and parked DQBUFs of that handle.
         if let Handler::Video(h) = &node.handler {
@@ -560,7 +588,7 @@ impl Node {
 
     /// Under devm, entering a syscall after unplug touches the freed device node.
     fn entry_access(&self, syscall: impl FnOnce() -> String, pid: u32) -> bool {
-        if self.state.lifetime == Lifetime::Devm && self.dev.get().is_none() {
+        if self.state.lifetime == Lifetime::Devm && self.reach().is_none() {
             self.uaf(syscall(), "entry", self.node_object(), pid);
             return false;
         }
@@ -649,7 +677,7 @@ impl CallStages<'_> {
     fn device(&self) -> Result<Arc<MediaDevice>, Errno> {
         let n = self.node;
         n.breakpoints.at(&n.path, self.cmd, Stage::Mid, self.pid);
-        n.dev.get().ok_or_else(|| {
+        n.reach().ok_or_else(|| {
             n.uaf(
                 format!("ioctl {}", ioctl_name(self.cmd)),
                 "mid",
@@ -707,7 +735,7 @@ impl Device for Node {
         if self.state.is_unplugged() {
             return Err(self.open_refused());
         }
-        let dev = self.dev.get().ok_or_else(|| self.open_refused())?;
+        let dev = self.reach().ok_or_else(|| self.open_refused())?;
         let tgid = i32::try_from(ctx.pid).unwrap_or(0);
         let tgid = cuse::memory::tgid_of(tgid).unwrap_or(tgid);
         self.limits.open_handle(tgid, &self.path)?;

@@ -130,6 +130,9 @@ struct NodeEntry {
 /// unbind) and its entities.
 struct Function {
     driver: String,
+    /// Under the legacy lifetime models, the driver's context its nodes live in: dropped at
+    /// its unbind.
+    context: Option<Arc<crate::nodes::DriverContext>>,
     state: Arc<InstanceState>,
     runtime: Arc<topology::device::Runtime>,
     bound: bool,
@@ -289,6 +292,7 @@ impl Daemon {
             nodes: Vec::new(),
             runtime: None,
             driver: None,
+            context: None,
         };
         let mut functions = Vec::new();
         // Probe and notifier completion: video nodes, links, sensor, sub-device nodes (each
@@ -419,7 +423,7 @@ impl Daemon {
     /// nodes get the unplugged errnos and leave /dev, its entities leave the graph; the media
     /// device stays while another driver is bound, and goes with the last one.
     fn unbind(&self, driver: &str, id: Option<u32>) -> Result<serde_json::Value, String> {
-        let (inst_id, fstate, runtime, handles, media, last, log) = {
+        let (inst_id, fstate, runtime, handles, media, last, log, context) = {
             let mut insts = self.instances.lock();
             let has = |i: &Instance| i.functions.iter().any(|f| f.bound && f.driver == driver);
             let inst = match id {
@@ -455,6 +459,7 @@ impl Daemon {
                 ));
             };
             f.bound = false;
+            let context = f.context.take();
             let (fstate, runtime) = (f.state.clone(), f.runtime.clone());
             let handles: Vec<(SessionHandle, std::sync::Weak<Node>)> = inst
                 .nodes
@@ -471,6 +476,7 @@ impl Daemon {
                 inst.media.clone(),
                 last,
                 inst.log.clone(),
+                context,
             )
         };
         fstate.unplug();
@@ -489,6 +495,8 @@ impl Daemon {
             topology::device::unbuild(&runtime, m);
         }
         drop(media);
+        // devm: the driver's memory goes after its remove callback (devres_release_all).
+        drop(context);
         log.lock()
             .push(format!("{} {driver} unbound", self.stamp()));
         tracing::info!(instance = inst_id, driver, last, "driver unbound");
@@ -597,6 +605,7 @@ impl Daemon {
                     nodes: Vec::new(),
                     runtime: None,
                     driver: None,
+                    context: None,
                 };
                 let f = reg.bind_function(&topo, driver);
                 let nodes = std::mem::take(&mut reg.nodes);
@@ -988,6 +997,8 @@ struct Registrar<'a> {
     runtime: Option<Arc<omap3isp::pipeline::Runtime>>,
     /// The shared media device's driver whose nodes are being registered.
     driver: Option<String>,
+    /// Its context, under the legacy lifetime models.
+    context: Option<std::sync::Weak<crate::nodes::DriverContext>>,
 }
 
 impl Registrar<'_> {
@@ -1006,6 +1017,9 @@ impl Registrar<'_> {
         ));
         self.state = fstate.clone();
         self.driver = Some(driver.to_string());
+        let context = (instance.lifetime != Lifetime::Refcount)
+            .then(|| Arc::new(crate::nodes::DriverContext));
+        self.context = context.as_ref().map(Arc::downgrade);
         let dev = self.dev.clone();
         let built = topology::device::build_function(
             topo,
@@ -1016,8 +1030,10 @@ impl Registrar<'_> {
         );
         self.state = instance;
         self.driver = None;
+        self.context = None;
         Ok(Function {
             driver: driver.to_string(),
+            context,
             state: fstate,
             runtime: built?,
             bound: true,
@@ -1048,6 +1064,9 @@ impl Registrar<'_> {
             handler,
             self.daemon.limits.clone(),
         );
+        if let Some(c) = &self.context {
+            node.set_driver_context(c.clone());
+        }
         let weak = Arc::downgrade(&node);
         let (session, transport) = register(&name, &mut self.daemon.numbers.lock(), node)?;
         let devt = transport

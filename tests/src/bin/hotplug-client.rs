@@ -963,6 +963,13 @@ fn allocator(lifetime: &str, r: &mut Report) {
         &format!("{lifetime}: the media handle still works while audio is bound"),
         probe(&media, "/dev/media0").map_err(|e| e.to_string()),
     );
+    // devm: au0828's video_device lived in its driver context, freed at its unbind while
+    // snd-usb-audio keeps the media device: that ioctl touched freed memory.
+    let want = i64::from(lifetime == "devm");
+    r.check(
+        &format!("{lifetime}: {want} use-after-free event(s) from the video handle"),
+        expect(field(&summary(), "uaf_events") == want, summary),
+    );
     step(r, "unbind both", "unbind", A, None);
     r.check(
         &format!("{lifetime}: the held media handle gets EIO after the last unbind"),
@@ -972,9 +979,9 @@ fn allocator(lifetime: &str, r: &mut Report) {
     );
     drop(video);
     drop(media);
-    // devm: the media device is freed at the last unbind, so the stale media ioctl, its close
-    // and the video handle's close all touch freed memory.
-    let want_uaf = if lifetime == "devm" { 3 } else { 0 };
+    // devm: the video handle's ioctl and close touch au0828's freed context, the stale media
+    // ioctl and its close the media device freed at the last unbind.
+    let want_uaf = if lifetime == "devm" { 4 } else { 0 };
     r.check(
         &format!(
             "{lifetime}: the deleted media device is released; {want_uaf} use-after-free event(s)"
