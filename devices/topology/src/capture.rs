@@ -206,8 +206,8 @@ impl VideoNode {
         }
     }
 
-    /// `queue_setup`: one plane of the format's sizeimage (at least `min`), as many buffers as
-    /// the node's memory allows.
+    /// `queue_setup`: one plane of `size` (the format's sizeimage, or CREATE_BUFS's larger
+    /// one), as many buffers as the node's memory allows.
     fn setup(size: u32, count: &mut u32) -> Result<u32, Errno> {
         if size == 0 {
             return Err(Errno::EINVAL);
