@@ -299,7 +299,8 @@ impl Daemon {
         // driver's, for a shared media device)...
         let built = match model.shared() {
             Some(topo) => drivers.iter().try_for_each(|d| {
-                functions.push(reg.bind_function(topo, d)?);
+                let peer = functions.first().map(|f: &Function| f.runtime.clone());
+                functions.push(reg.bind_function(topo, d, peer.as_deref())?);
                 Ok(())
             }),
             None => model.build(self.kernel_version, &media, &mut reg),
@@ -572,6 +573,10 @@ impl Daemon {
                     inst.state.clone(),
                     inst.log.clone(),
                     model,
+                    inst.functions
+                        .iter()
+                        .find(|f| f.bound)
+                        .map(|f| f.runtime.clone()),
                 ))
             }
         };
@@ -591,7 +596,7 @@ impl Daemon {
                     Err(crate::error_chain(&e))
                 }
             },
-            Ok((inst_id, media, state, log, model)) => {
+            Ok((inst_id, media, state, log, model, peer)) => {
                 let topo = self.cfg.models[model]
                     .shared()
                     .cloned()
@@ -607,7 +612,7 @@ impl Daemon {
                     driver: None,
                     context: None,
                 };
-                let f = reg.bind_function(&topo, driver);
+                let f = reg.bind_function(&topo, driver, peer.as_deref());
                 let nodes = std::mem::take(&mut reg.nodes);
                 let f = match f {
                     Ok(f) => f,
@@ -1008,6 +1013,7 @@ impl Registrar<'_> {
         &mut self,
         topo: &topology::Topology,
         driver: &str,
+        peer: Option<&topology::device::Runtime>,
     ) -> Result<Function, ServeError> {
         let instance = self.state.clone();
         let fstate = Arc::new(InstanceState::new(
@@ -1024,6 +1030,7 @@ impl Registrar<'_> {
         let built = topology::device::build_function(
             topo,
             Some(driver),
+            peer,
             self.daemon.kernel_version,
             &dev,
             self,

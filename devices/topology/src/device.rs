@@ -54,6 +54,8 @@ pub struct Runtime {
     pub dev: Weak<MediaDevice>,
     /// The key of this driver's busy check on the media device.
     busy_key: std::sync::atomic::AtomicU64,
+    /// The one-enabled-link-per-sink record, shared by every driver of the media device.
+    links: Arc<OneLinkPerSink>,
 }
 
 /// One step of a pipeline, from the sensor down: an entity and the pad its frames leave by.
@@ -337,16 +339,18 @@ pub fn build<R: NodeRegistrar>(
     dev: &Arc<MediaDevice>,
     reg: &mut R,
 ) -> Result<Arc<Runtime>, R::Error> {
-    build_function(topo, None, kernel_version, dev, reg)
+    build_function(topo, None, None, kernel_version, dev, reg)
 }
 
 /// One driver's probe on a shared media device (all entities with `driver` None): its
 /// entities, their nodes, and every link of the topology whose other end is already in the
 /// graph (another driver's entity found by name, as au0828 links to the audio entities it
-/// finds).
+/// finds). `peer`: a driver bound to the same media device already, whose link record this
+/// one shares.
 pub fn build_function<R: NodeRegistrar>(
     topo: &Topology,
     driver: Option<&str>,
+    peer: Option<&Runtime>,
     kernel_version: u32,
     dev: &Arc<MediaDevice>,
     reg: &mut R,
@@ -356,7 +360,7 @@ pub fn build_function<R: NodeRegistrar>(
         .iter()
         .map(|e| driver.is_none_or(|d| e.driver == d))
         .collect();
-    let links = Arc::new(OneLinkPerSink::default());
+    let links = peer.map(|p| p.links.clone()).unwrap_or_default();
     let ops: Arc<dyn media_graph::EntityOps> = links.clone();
     let mut ids = Vec::new();
     for (i, e) in topo.entities.iter().enumerate() {
@@ -418,6 +422,7 @@ pub fn build_function<R: NodeRegistrar>(
         busy: Mutex::new(HashMap::new()),
         dev: Arc::downgrade(dev),
         busy_key: Default::default(),
+        links: links.clone(),
     });
     let key = {
         let weak = Arc::downgrade(&rt);
@@ -503,6 +508,12 @@ pub fn build_function<R: NodeRegistrar>(
 /// unregister.
 pub fn unbuild(rt: &Runtime, dev: &MediaDevice) {
     dev.remove_busy_check(rt.busy_key.load(std::sync::atomic::Ordering::SeqCst));
+    let mine = |p: &PadRef| rt.ids.contains(&p.entity);
+    rt.links.sinks.lock().retain(|p| !mine(p));
+    rt.links
+        .into
+        .lock()
+        .retain(|sink, source| !mine(sink) && !mine(source));
     let mut g = dev.graph_mut();
     for &id in rt.ids.iter().filter(|id| **id != 0) {
         g.remove_entity(id);

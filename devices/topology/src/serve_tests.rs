@@ -320,13 +320,20 @@ fn a_shared_device_takes_and_loses_each_drivers_entities() {
     // The audio driver binds first: its entity, no link to video yet.
     let mut reg = Reg::default();
     let audio =
-        crate::device::build_function(&topo, Some("snd-usb-audio"), 0x060100, &dev, &mut reg)
+        crate::device::build_function(&topo, Some("snd-usb-audio"), None, 0x060100, &dev, &mut reg)
             .unwrap();
     assert!(reg.order.is_empty(), "no V4L2 node for audio");
     assert_eq!(counts(&dev), (1, 0, 0));
     // The video driver: its 3 entities, its node, its 2 links and the one to the audio entity.
-    let video =
-        crate::device::build_function(&topo, Some("au0828"), 0x060100, &dev, &mut reg).unwrap();
+    let video = crate::device::build_function(
+        &topo,
+        Some("au0828"),
+        Some(&audio),
+        0x060100,
+        &dev,
+        &mut reg,
+    )
+    .unwrap();
     assert_eq!(reg.order, ["video au0828a video"]);
     assert_eq!(counts(&dev), (4, 1, 4));
     // Video unbinds: back to the audio entity alone; the objects are gone from the audit too.
@@ -342,9 +349,17 @@ fn a_shared_device_takes_and_loses_each_drivers_entities() {
         ),
         (1, 1, 0, 0)
     );
-    // Rebinding creates the cross link again; then audio goes and takes its link with it.
-    let video =
-        crate::device::build_function(&topo, Some("au0828"), 0x060100, &dev, &mut reg).unwrap();
+    // Rebinding creates the cross link again; the audio sink then refuses a second enabled
+    // link (the record is the media device's, whichever driver made the link).
+    let video = crate::device::build_function(
+        &topo,
+        Some("au0828"),
+        Some(&audio),
+        0x060100,
+        &dev,
+        &mut reg,
+    )
+    .unwrap();
     assert_eq!(counts(&dev), (4, 1, 4));
     crate::device::unbuild(&audio, &dev);
     assert_eq!(counts(&dev), (3, 1, 3));
@@ -518,4 +533,53 @@ fn frame_sizes_intervals_and_parm_as_uvcvideo_and_vimc_give_them() {
     assert_eq!(v.enum_framesizes(1, f).map(|_| ()), Err(Errno::EINVAL));
     assert_eq!(v.enum_frameintervals(1, i).map(|_| ()), Err(Errno::ENOTTY));
     assert_eq!(v.g_parm(1, p).map(|_| ()), Err(Errno::ENOTTY));
+}
+
+#[test]
+fn a_sink_of_one_driver_refuses_a_second_link_made_by_another() {
+    let text = format!(
+        "{}\n{}",
+        crate::PRESETS
+            .iter()
+            .find(|p| p.0 == "usb-av-like")
+            .unwrap()
+            .1,
+        r#"
+[[entity]]
+name = "line in"
+block = "sensor"
+node = false
+formats = ["UYVY8_2X8"]
+
+[[link]]
+source = "line in:0"
+sink = "USB Audio:0"
+"#
+    );
+    let topo = crate::parse(&text).unwrap();
+    let dev = MediaDevice::new(device_info(&topo, 0x060100), Audit::new());
+    let mut reg = Reg::default();
+    let audio =
+        crate::device::build_function(&topo, Some("snd-usb-audio"), None, 0x060100, &dev, &mut reg)
+            .unwrap();
+    // au0828 binds second and makes both links into the audio driver's sink.
+    let _video = crate::device::build_function(
+        &topo,
+        Some("au0828"),
+        Some(&audio),
+        0x060100,
+        &dev,
+        &mut reg,
+    )
+    .unwrap();
+    let id = |name: &str| dev.graph().entity_by_name(name).unwrap().id;
+    let mut l = media_link_desc::zeroed();
+    (l.source.entity, l.sink.entity) = (id("line in"), id("USB Audio"));
+    l.flags = MEDIA_LNK_FL_ENABLED;
+    assert_eq!(dev.setup_link(l).map(|_| ()), Err(Errno::EBUSY));
+    // Once the decoder's link is off, the line input may take the sink.
+    let mut d = media_link_desc::zeroed();
+    (d.source.entity, d.source.index, d.sink.entity) = (id("au8522 decoder"), 2, id("USB Audio"));
+    dev.setup_link(d).unwrap();
+    assert!(dev.setup_link(l).is_ok());
 }
