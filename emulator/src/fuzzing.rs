@@ -426,11 +426,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         out.push(s);
     }
     for (i, n) in inst.nodes.iter().enumerate() {
-        let cmd = match n.kind {
-            crate::instance::NodeKind::Media => MEDIA_IOC_DEVICE_INFO,
-            crate::instance::NodeKind::Video => VIDIOC_QUERYCAP,
-            crate::instance::NodeKind::Subdev => VIDIOC_SUBDEV_QUERYCAP,
-        };
+        let cmd = n.kind.identifying_ioctl();
         out.push([vec![0], ioctl(i as u8, cmd, &zero(256), &[])].concat());
     }
     // The topology presets (setup bits 5-6): nodes in registration order, the media node last.

@@ -220,11 +220,7 @@ mod tests {
         assert_eq!(inst.nodes.len(), 17);
         for n in &inst.nodes {
             let f = n.kernel.open(libc::O_RDWR).unwrap();
-            let cmd = match n.kind {
-                NodeKind::Media => ioctl_abi::media::MEDIA_IOC_DEVICE_INFO,
-                NodeKind::Video => ioctl_abi::videodev2::VIDIOC_QUERYCAP,
-                NodeKind::Subdev => ioctl_abi::subdev::VIDIOC_SUBDEV_QUERYCAP,
-            };
+            let cmd = n.kind.identifying_ioctl();
             n.kernel.memory().map(0x1000, vec![0; 512]);
             assert_eq!(f.ioctl(cmd, 0x1000), Ok(0), "{}", n.name);
         }
@@ -246,11 +242,7 @@ mod tests {
                 let mut files = Vec::new();
                 for n in &inst.nodes {
                     let f = n.kernel.open(libc::O_RDWR).unwrap();
-                    let cmd = match n.kind {
-                        NodeKind::Media => ioctl_abi::media::MEDIA_IOC_DEVICE_INFO,
-                        NodeKind::Video => ioctl_abi::videodev2::VIDIOC_QUERYCAP,
-                        NodeKind::Subdev => ioctl_abi::subdev::VIDIOC_SUBDEV_QUERYCAP,
-                    };
+                    let cmd = n.kind.identifying_ioctl();
                     n.kernel.memory().map(0x1000, vec![0; 512]);
                     assert_eq!(f.ioctl(cmd, 0x1000), Ok(0), "{preset} {}", n.name);
                     files.push(f);

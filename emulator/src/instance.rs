@@ -17,6 +17,17 @@ pub enum NodeKind {
     Subdev,
 }
 
+impl NodeKind {
+    /// The ioctl that identifies a node of this kind (DEVICE_INFO, QUERYCAP, SUBDEV_QUERYCAP).
+    pub fn identifying_ioctl(self) -> u32 {
+        match self {
+            NodeKind::Media => ioctl_abi::media::MEDIA_IOC_DEVICE_INFO,
+            NodeKind::Video => ioctl_abi::videodev2::VIDIOC_QUERYCAP,
+            NodeKind::Subdev => ioctl_abi::subdev::VIDIOC_SUBDEV_QUERYCAP,
+        }
+    }
+}
+
 /// What handles left open see after unplug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
