@@ -350,17 +350,12 @@ impl Daemon {
     fn unplug(&self, id: Option<u32>) -> Result<u32, String> {
         let (state, media, handles, log, fstates) = {
             let mut insts = self.instances.lock();
-            let inst = match id {
-                Some(id) => insts
-                    .iter_mut()
-                    .find(|i| i.id == id)
-                    .ok_or_else(|| format!("no instance {id}"))?,
-                None => insts
-                    .iter_mut()
-                    .rev()
-                    .find(|i| !i.state.is_unplugged())
-                    .ok_or("no registered instance to unplug")?,
-            };
+            let inst = pick(
+                &mut insts,
+                id,
+                |i| !i.state.is_unplugged(),
+                || "no registered instance to unplug".into(),
+            )?;
             if inst.state.is_unplugged() {
                 return Err(format!("instance {} is already unplugged", inst.id));
             }
@@ -427,17 +422,9 @@ impl Daemon {
         let (inst_id, fstate, runtime, handles, media, last, log, context) = {
             let mut insts = self.instances.lock();
             let has = |i: &Instance| i.functions.iter().any(|f| f.bound && f.driver == driver);
-            let inst = match id {
-                Some(id) => insts
-                    .iter_mut()
-                    .find(|i| i.id == id)
-                    .ok_or_else(|| format!("no instance {id}"))?,
-                None => insts
-                    .iter_mut()
-                    .rev()
-                    .find(|i| has(i))
-                    .ok_or_else(|| format!("no instance has a bound driver {driver:?}"))?,
-            };
+            let inst = pick(&mut insts, id, has, || {
+                format!("no instance has a bound driver {driver:?}")
+            })?;
             let Some(f) = inst
                 .functions
                 .iter_mut()
@@ -529,18 +516,15 @@ impl Daemon {
         }
         let target = {
             let mut insts = self.instances.lock();
-            let inst = match id {
-                Some(id) => insts
-                    .iter_mut()
-                    .find(|i| i.id == id)
-                    .filter(|i| has_driver(i.model))
-                    .ok_or_else(|| format!("no instance {id} with a driver {driver:?}"))?,
-                None => insts
-                    .iter_mut()
-                    .rev()
-                    .find(|i| !i.replaced && has_driver(i.model))
-                    .ok_or("no instance to bind to")?,
-            };
+            let inst = pick(
+                &mut insts,
+                id,
+                |i| !i.replaced && has_driver(i.model),
+                || "no instance to bind to".into(),
+            )?;
+            if !has_driver(inst.model) {
+                return Err(format!("no instance {} with a driver {driver:?}", inst.id));
+            }
             let model = inst.model;
             if inst.functions.iter().any(|f| f.bound && f.driver == driver) {
                 return Err(format!("instance {}: {driver:?} is bound already", inst.id));
@@ -892,6 +876,22 @@ impl Control for Daemon {
             uaf_total
         );
         serde_json::json!({ "summary": summary, "instances": per })
+    }
+}
+
+/// The instance a control command names (`id`), or else the newest one `newest` accepts.
+fn pick(
+    insts: &mut [Instance],
+    id: Option<u32>,
+    newest: impl Fn(&Instance) -> bool,
+    none: impl FnOnce() -> String,
+) -> Result<&mut Instance, String> {
+    match id {
+        Some(id) => insts
+            .iter_mut()
+            .find(|i| i.id == id)
+            .ok_or_else(|| format!("no instance {id}")),
+        None => insts.iter_mut().rev().find(|i| newest(i)).ok_or_else(none),
     }
 }
 
